@@ -1,0 +1,31 @@
+/* The mount's configuration: filled by main.c from the command line, read-only
+ * once the session starts. */
+#ifndef LOCKFS_CONFIG_H
+#define LOCKFS_CONFIG_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+struct policy;
+
+struct lockfs_config {
+	char *source;           /* as given on the command line */
+	char *mountpoint;       /* absolute */
+	int source_fd;          /* O_PATH|O_DIRECTORY, opened before mounting so
+	                           that SOURCE == MOUNTPOINT works */
+	bool foreground;        /* -f */
+	bool debug;             /* -d: debug log, implies -f */
+	bool single_thread;     /* -s */
+	bool allow_other;       /* multi-user: act with the caller's credentials */
+	double entry_timeout;   /* -o entry_timeout=SECS (default 1.0) */
+	double attr_timeout;    /* -o attr_timeout=SECS (default 1.0) */
+	unsigned lease_ms;      /* -o lease=MS (default LOCKFS_DEFAULT_LEASE_MS) */
+	unsigned lock_timeout_ms; /* -o lock_timeout=SECS, 0 = wait forever */
+	char *policy_file;      /* -o policy=FILE */
+	struct policy *policy;  /* parsed policy_file, NULL if none */
+	unsigned max_threads;   /* -o max_threads=N (default 64) */
+};
+
+#define LOCKFS_DEFAULT_LEASE_MS 250
+
+#endif

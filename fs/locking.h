@@ -1,0 +1,71 @@
+/* Mandatory locks for FUSE requests: turns requests into lock-table events
+ * and lock-table decisions into replies.
+ *
+ * An operation that needs a lock embeds a struct lk_wait, fills w->lt (file,
+ * class, flags, lease, deadline; the owner is filled by locking_acquire from
+ * the request's caller) and w->resume, and calls locking_acquire(). Exactly
+ * one call of w->resume(w, status) follows, either before locking_acquire
+ * returns (granted or refused at once) or later from another thread: the
+ * worker thread that received the request is never held while it waits, so a
+ * thousand waiters need no thousand threads. resume replies to the request
+ * and may free w. status is 0 (granted) or a negative errno to reply with
+ * (-EAGAIN, -EDEADLK, -EINTR, -ENOLCK for a timeout, -ESTALE to make the
+ * kernel look the name up again).
+ *
+ * While parked, a FUSE interrupt (Ctrl-C in the caller) fails the wait with
+ * -EINTR, and the owner's exit, a lease's end or a lock timeout are noticed
+ * by one event thread that owns the timer and the owners' pidfds. */
+#ifndef LOCKFS_LOCKING_H
+#define LOCKFS_LOCKING_H
+
+#define FUSE_USE_VERSION 34
+#include <fuse_lowlevel.h>
+#include <stdbool.h>
+
+#include "locktable.h"
+
+struct locking;
+struct lockfs_config;
+struct owners;
+struct lk_wait;
+
+typedef void (*lk_resume_fn)(struct lk_wait *w, int status);
+
+struct lk_wait {
+	struct lt_request lt;
+	fuse_req_t req;
+	lk_resume_fn resume;
+	/* Private to locking.c. */
+	bool registering;       /* the parking thread still uses req */
+	int pending_status;     /* decided while registering */
+	bool pending;
+	struct lk_wait *p_next, *p_prev; /* parked list, for interrupts */
+};
+
+int locking_new(struct locking **out, const struct lockfs_config *cfg);
+/* Starts the event thread. */
+int locking_start(struct locking *l);
+/* Stops the event thread and fails every parked request with -EINTR. */
+void locking_stop(struct locking *l);
+void locking_free(struct locking *l);
+
+/* The lock owner for the request's caller (its thread), 0 and *owner set,
+ * or -errno (the caller vanished). */
+int locking_owner(struct locking *l, fuse_req_t req, lt_owner_t *owner);
+
+/* See the top of this file. w->lt.owner must be set (locking_owner). */
+void locking_acquire(struct locking *l, struct lk_wait *w);
+
+/* A handle granted through locking_acquire() is closed. */
+void locking_release(struct locking *l, lt_file_t file, lt_owner_t owner, bool write);
+/* A barrier operation granted through locking_acquire() has finished. */
+void locking_barrier_done(struct locking *l, lt_file_t file, lt_owner_t owner);
+/* Renamed over / last name removed: see lt_replace() and lt_gone(). */
+void locking_replaced(struct locking *l, lt_file_t old_file, lt_file_t new_file);
+void locking_gone(struct locking *l, lt_file_t file);
+
+/* The monotonic clock the lock table runs on, in ns. */
+uint64_t locking_now(void);
+struct owners *locking_owners(struct locking *l);
+
+#endif

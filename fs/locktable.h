@@ -1,0 +1,223 @@
+/* The lock table: who holds each file, who waits for it, and in what order.
+ *
+ * Pure logic. No FUSE, no system calls, no threads, no clock: the caller
+ * passes the time ("now", nanoseconds on any monotonic scale) into every call
+ * and reports owner exits through lt_owner_exit(). That is what lets the unit
+ * tests drive every transition with a fake clock.
+ *
+ * The table is not thread-safe; its single user (fs/locking.c) serializes
+ * all calls with one mutex.
+ *
+ * Vocabulary
+ *   file    an opaque non-zero 64-bit key (the daemon derives it from the
+ *           source file's st_dev/st_ino).
+ *   owner   an opaque non-zero 64-bit id, one per calling thread. Ids are
+ *           never reused, so a recycled pid can never inherit a dead owner.
+ *   hold    an owner's claim on a file: a count of open handles, or a lease
+ *           (no handle open, claim kept for a short time after a read).
+ *   request a caller-allocated struct lt_request: either granted at once,
+ *           refused at once, or parked in the file's FIFO queue and decided
+ *           later by another call (release, tick, exit, cancel...). Decided
+ *           requests are handed back through lt_take_decided().
+ *
+ * The rules (docs/semantics.md is the user-facing statement of them):
+ *   - LT_EXCL holds exclude every other owner's holds. LT_SHARED holds
+ *     (readers in readers-writer mode) coexist with each other.
+ *   - An owner that already holds a file is granted any further request on it
+ *     at once (re-entry), except that a shared holder asking for LT_EXCL
+ *     must wait for the other shared holders to leave; such an upgrade is
+ *     queued at the head of the queue.
+ *   - Otherwise requests are granted strictly in FIFO order: a request is
+ *     granted only when it is compatible with the current holds and nothing
+ *     is queued before it. On every change the queue head is granted, then
+ *     the next, as long as they are compatible (a run of shared readers).
+ *   - When an exclusive hold's handle count drops to zero:
+ *       * if the most recently granted request in this hold was a write
+ *         (LT_F_WRITE), the critical section is over: the hold ends at once;
+ *       * else, if the request had lease_ns > 0, the hold becomes a lease
+ *         that ends at now + lease_ns;
+ *       * a dead owner's hold goes to its heir instead (see lt_owner_exit),
+ *         as a lease with the same deadline.
+ *     Shared holds end when their count drops to zero (no lease).
+ *   - A lease also ends when its owner is granted or queues a read request
+ *     (LT_F_WRITE clear) on a *different* file: the owner has moved on, which
+ *     keeps readers such as grep -r from holding back other readers. An owner
+ *     has at most one lease at a time.
+ *   - A request that would wait is refused with -EAGAIN when LT_F_NONBLOCK is
+ *     set, and with -EDEADLK when waiting would close a cycle in the wait-for
+ *     graph (owner -> file it waits for -> owners holding it -> ...). The walk
+ *     visits at most LT_DEADLOCK_WALK_MAX edges; a longer chain is assumed to
+ *     be no cycle.
+ *   - A parked request with a deadline fails with -ETIMEDOUT at lt_tick()
+ *     once now >= deadline; lt_cancel() removes one with -EINTR.
+ */
+#ifndef LOCKFS_LOCKTABLE_H
+#define LOCKFS_LOCKTABLE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define LT_DEADLOCK_WALK_MAX 4096
+/* The lease given to a waiter whose file was replaced by a rename while it
+ * waited (see lt_replace) when its own lease_ns is shorter. */
+#define LT_RETRY_LEASE_NS (500ull * 1000 * 1000)
+
+typedef uint64_t lt_file_t;
+typedef uint64_t lt_owner_t;
+
+enum lt_class {
+	LT_EXCL,   /* exclusive: every open in exclusive mode, writers otherwise */
+	LT_SHARED, /* shared: readers in readers-writer mode */
+};
+
+enum lt_flags {
+	LT_F_WRITE    = 1 << 0, /* the open may write: closing it ends the section */
+	LT_F_NONBLOCK = 1 << 1, /* fail with -EAGAIN instead of waiting */
+	LT_F_BARRIER  = 1 << 2, /* rename/unlink/truncate: not a handle, see below */
+};
+
+enum lt_state {
+	LT_REQ_IDLE,     /* not known to the table */
+	LT_REQ_WAITING,  /* parked in a queue */
+	LT_REQ_DECIDED,  /* on the decided list, waiting for lt_take_decided() */
+	LT_REQ_DONE,     /* handed back */
+};
+
+/* Allocated and owned by the caller; the table links it while it waits. The
+ * caller must not free or reuse it until it comes back from lt_acquire()
+ * with a final status or from lt_take_decided(). */
+struct lt_request {
+	/* Set by the caller before lt_acquire(). */
+	lt_file_t file;
+	lt_owner_t owner;
+	enum lt_class cls;
+	unsigned flags;        /* enum lt_flags */
+	uint64_t lease_ns;     /* lease after a read-only close; 0 = none */
+	uint64_t deadline;     /* absolute time to give up waiting; 0 = never */
+	void *cookie;          /* for the caller */
+
+	/* Set by the table. */
+	int status;            /* 0 granted, or -EAGAIN -EDEADLK -ETIMEDOUT
+	                          -EINTR -ESTALE */
+	lt_file_t granted_file;/* the file the grant is on (differs from file
+	                          after lt_replace: then status is -ESTALE) */
+	uint64_t enqueued_at;  /* when it started waiting (== granted time if
+	                          granted at once) */
+	enum lt_state state;
+	struct lt_request *q_next, *q_prev; /* file queue / decided list */
+};
+
+/* What one file looks like, for lockstat. */
+struct lt_holder_view {
+	lt_owner_t owner;
+	enum lt_class cls;
+	unsigned handles;      /* 0 = lease */
+	uint64_t since;        /* when this hold began */
+	uint64_t lease_until;  /* valid when handles == 0 */
+};
+
+struct lock_table;
+
+struct lock_table *lt_new(void);
+/* Frees the table. Parked requests are not touched (the caller owns them). */
+void lt_free(struct lock_table *t);
+
+/* Asks for a file. Returns
+ *   0            granted: the hold now counts one more handle (for a barrier:
+ *                see lt_barrier_done);
+ *   -EINPROGRESS parked: the decision comes later through lt_take_decided();
+ *   -EAGAIN      would wait and LT_F_NONBLOCK was set;
+ *   -EDEADLK     waiting would close a cycle.
+ * req->status mirrors the return value unless it is -EINPROGRESS. */
+int lt_acquire(struct lock_table *t, struct lt_request *req, uint64_t now);
+
+/* One handle granted on `file` to `owner` is closed. `write` says whether
+ * that handle was opened with LT_F_WRITE (for the record: the lease decision
+ * uses the most recently granted request, see above). Releasing a handle
+ * that is not held is ignored and returns -ENOENT; 0 otherwise. */
+int lt_release(struct lock_table *t, lt_file_t file, lt_owner_t owner,
+	       bool write, uint64_t now);
+
+/* A barrier (LT_F_BARRIER) granted by lt_acquire() counts as a write handle
+ * for the duration of the operation; this releases it. A barrier by a lease
+ * holder therefore ends the lease, handing the file to the next waiter. */
+int lt_barrier_done(struct lock_table *t, lt_file_t file, lt_owner_t owner,
+		    uint64_t now);
+
+/* Removes a parked request (a FUSE interrupt): it becomes decided with
+ * -EINTR and is returned by lt_take_decided() like any other. Returns 0 if it
+ * was waiting, -ENOENT if it was already decided. */
+int lt_cancel(struct lock_table *t, struct lt_request *req, uint64_t now);
+
+/* The owner has exited. Its parked requests fail with -EINTR; its lease, and
+ * any hold whose last handle closes later, go to `heir` (0 = none) as a lease
+ * ending at the original deadline (or now + that hold's lease_ns when its
+ * handles were still open). The heir must be alive when this is called. */
+void lt_owner_exit(struct lock_table *t, lt_owner_t owner, lt_owner_t heir,
+		   uint64_t now);
+
+/* `old_file` was replaced under its name by `new_file` (a rename over it).
+ * Requests parked on old_file move to the tail of new_file's queue. When one
+ * of them is granted, its owner gets a lease on new_file
+ * (max(lease_ns, LT_RETRY_LEASE_NS)) and the request status is -ESTALE, so
+ * the kernel looks the name up again and the retried open re-enters the
+ * lease at once. Holds on old_file are untouched. */
+void lt_replace(struct lock_table *t, lt_file_t old_file, lt_file_t new_file,
+		uint64_t now);
+
+/* `file` lost its last name (unlinked). Requests parked on it fail with
+ * -ESTALE: the kernel retries the open by name and finds what is there now. */
+void lt_gone(struct lock_table *t, lt_file_t file, uint64_t now);
+
+/* Expires leases and wait deadlines due at `now`. */
+void lt_tick(struct lock_table *t, uint64_t now);
+
+/* The earliest future lease end or wait deadline, UINT64_MAX if none. */
+uint64_t lt_next_deadline(const struct lock_table *t);
+
+/* Pops one decided request (oldest first), NULL when none. Its state becomes
+ * LT_REQ_DONE and the table forgets it. */
+struct lt_request *lt_take_decided(struct lock_table *t);
+
+/* Contention statistics per file, kept from the first acquisition until
+ * lt_stats_reset(), including for files that are idle now. A contention is a
+ * request that had to wait (parked), whatever its outcome. Wait times are
+ * recorded when a parked request is decided; hold times when a hold ends
+ * (lease time included). */
+#define LT_HIST_BUCKETS 48 /* bucket i counts waits in [2^i, 2^(i+1)) ns */
+struct lt_stats {
+	uint64_t acquisitions;   /* grants, immediate or after waiting */
+	uint64_t contentions;    /* requests that were parked */
+	uint64_t waits;          /* parked requests decided (any outcome) */
+	uint64_t wait_total_ns, wait_min_ns, wait_max_ns;
+	uint64_t holds;          /* holds ended */
+	uint64_t hold_total_ns, hold_max_ns;
+	uint64_t fail_eagain, fail_edeadlk, fail_timeout, fail_intr;
+	uint32_t wait_hist[LT_HIST_BUCKETS];
+};
+/* 0 and *out filled, or -ENOENT if the file has no statistics. */
+int lt_stats_get(const struct lock_table *t, lt_file_t file, struct lt_stats *out);
+/* Calls fn for every file with statistics; stops early if fn returns non-zero. */
+int lt_foreach_stats(const struct lock_table *t,
+		     int (*fn)(void *arg, lt_file_t file, const struct lt_stats *s),
+		     void *arg);
+void lt_stats_reset(struct lock_table *t);
+/* The smallest bucket bound below which at least pct percent of the waits
+ * fall (an upper estimate, within a factor of 2), 0 when there were none. */
+uint64_t lt_stats_wait_percentile(const struct lt_stats *s, double pct);
+
+/* Inspection for lockstat and tests. */
+size_t lt_file_count(const struct lock_table *t);     /* files with any state */
+/* Fills up to `max` holders of `file`; returns the total number. */
+size_t lt_holders(const struct lock_table *t, lt_file_t file,
+		  struct lt_holder_view *out, size_t max);
+/* Fills up to `max` parked requests of `file` in queue order; returns the
+ * total number. */
+size_t lt_waiters(const struct lock_table *t, lt_file_t file,
+		  const struct lt_request **out, size_t max);
+/* Calls fn for every file with any state; stops early if fn returns non-zero. */
+int lt_foreach_file(const struct lock_table *t,
+		    int (*fn)(void *arg, lt_file_t file), void *arg);
+
+#endif

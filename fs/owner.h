@@ -1,0 +1,58 @@
+/* Owner tracking: who is calling, and when they are gone.
+ *
+ * A lock owner is one calling thread, identified by the tid the kernel puts
+ * in every FUSE request. Each owner gets a 64-bit id that is never reused and
+ * a pidfd, so the daemon learns at once when the thread exits, and a recycled
+ * tid can never be mistaken for the dead owner: owner_lookup() checks the
+ * pidfd before returning a cached id.
+ *
+ * Exits are delivered through one epoll descriptor (owners_fd()) that the
+ * locking module's event thread waits on, then owners_reap() reports each
+ * exited owner with its heir:
+ *   - a thread that is not its process's main thread: heir = the main thread;
+ *   - a process's main thread: heir = the parent process's main thread;
+ *   - no heir when the owner was killed by a signal (kill -9 releases at
+ *     once), when the heir has already exited, or when the heir is pid 1 or
+ *     the daemon itself.
+ * All functions are thread-safe (one mutex inside, owners_lock). */
+#ifndef LOCKFS_OWNER_H
+#define LOCKFS_OWNER_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+struct owners;
+
+struct owner_info {
+	uint64_t id;
+	pid_t tid;
+	pid_t pid;      /* thread group id */
+	pid_t ppid;     /* parent process at first sight */
+	uid_t uid;
+	char comm[16];  /* thread name, as in /proc/TID/comm */
+};
+
+/* 0 or -errno. */
+int owners_new(struct owners **out);
+void owners_free(struct owners *o);
+
+/* The live owner for thread `tid`, created on first sight. Returns 0 and sets
+ * *id, or -ESRCH if the thread no longer exists, or another -errno. */
+int owner_lookup(struct owners *o, pid_t tid, uint64_t *id);
+
+/* Copies what is known of owner `id`; -ENOENT if it is unknown or reaped. */
+int owner_info(struct owners *o, uint64_t id, struct owner_info *out);
+
+/* Readable (EPOLLIN) when at least one owner has exited. */
+int owners_fd(struct owners *o);
+
+/* Reports every exited owner once through on_exit, then forgets it. Returns
+ * the number reported. on_exit is called without owners_lock held. */
+typedef void (*owner_exit_fn)(void *arg, uint64_t id, uint64_t heir);
+int owners_reap(struct owners *o, owner_exit_fn on_exit, void *arg);
+
+/* How many owners are tracked now (for tests and lockstat). */
+unsigned owners_count(struct owners *o);
+
+#endif

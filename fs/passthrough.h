@@ -1,0 +1,24 @@
+/* The passthrough: every FUSE low-level operation, carried out on the source
+ * directory, with opens and name changes routed through fs/locking.h.
+ *
+ * The session's userdata is a struct passthrough. */
+#ifndef LOCKFS_PASSTHROUGH_H
+#define LOCKFS_PASSTHROUGH_H
+
+#define FUSE_USE_VERSION 34
+#include <fuse_lowlevel.h>
+
+struct passthrough;
+struct locking;
+struct lockfs_config;
+
+extern const struct fuse_lowlevel_ops passthrough_ops;
+
+/* cfg->source_fd must be open. 0 or -errno. */
+int passthrough_new(struct passthrough **out, const struct lockfs_config *cfg,
+		    struct locking *locking);
+/* Needed for cache invalidation notices; call before the session loop. */
+void passthrough_set_session(struct passthrough *pt, struct fuse_session *se);
+void passthrough_free(struct passthrough *pt);
+
+#endif
