@@ -1,1 +1,387 @@
-/* placeholder: being written */
+/* Mandatory locks for FUSE requests (see locking.h).
+ *
+ * Concurrency design
+ *   l->mu protects the lock table, the parked list and armed_deadline. It is
+ *   never held while replying to the kernel or while calling into libfuse's
+ *   interrupt registration, because libfuse may call our interrupt callback
+ *   from inside fuse_req_interrupt_func() (request already interrupted), and
+ *   that callback takes l->mu.
+ *
+ *   Every change to the table goes through the same three steps: change it
+ *   under l->mu, collect the requests it decided ("drain"), and after
+ *   unlocking resume each of them, which replies to its FUSE request. A
+ *   request is therefore answered exactly once, by whichever thread decided
+ *   it, never under l->mu.
+ *
+ *   The one subtle window: after parking a request, the thread that parked it
+ *   still has to register the interrupt callback, and until it has done so it
+ *   must be the one to reply (fuse_req_t may be freed by the reply). While
+ *   w->registering is set a decision is only recorded in w->pending*, and the
+ *   parking thread resumes the request itself once registration is done.
+ *
+ * The event thread waits on three descriptors: the owners' exit notifier
+ * (pidfds, owner.c), a timerfd armed at the table's next deadline (lease ends
+ * and lock timeouts), and an eventfd used to stop it. */
+#include "locking.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/timerfd.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "log.h"
+#include "owner.h"
+
+struct locking {
+	const struct lockfs_config *cfg;
+	struct owners *owners;
+
+	pthread_mutex_t mu;         /* protects everything below */
+	struct lock_table *lt;
+	struct lk_wait parked;      /* list head: requests waiting or pending */
+	uint64_t armed_deadline;    /* what timer_fd is set to, UINT64_MAX = off */
+
+	int timer_fd;               /* CLOCK_MONOTONIC, absolute */
+	int stop_fd;                /* eventfd */
+	int epoll_fd;
+	pthread_t thread;
+	bool started;
+};
+
+uint64_t locking_now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+static int errno_for(int lt_status)
+{
+	/* A lock timeout is reported as ENOLCK ("No locks available"): the open
+	 * could not get its lock in time. ETIMEDOUT would read "Connection timed
+	 * out", which misleads on a file. */
+	return lt_status == -ETIMEDOUT ? -ENOLCK : lt_status;
+}
+
+static void parked_add(struct locking *l, struct lk_wait *w)
+{
+	w->p_next = l->parked.p_next;
+	w->p_prev = &l->parked;
+	l->parked.p_next->p_prev = w;
+	l->parked.p_next = w;
+}
+
+static void parked_del(struct lk_wait *w)
+{
+	w->p_prev->p_next = w->p_next;
+	w->p_next->p_prev = w->p_prev;
+	w->p_next = w->p_prev = NULL;
+}
+
+/* Collects what the table decided into a singly linked list (through p_next)
+ * of requests to resume after unlocking. Called with l->mu held. */
+static struct lk_wait *drain(struct locking *l)
+{
+	struct lk_wait *todo = NULL, **tail = &todo;
+	struct lt_request *r;
+
+	while ((r = lt_take_decided(l->lt)) != NULL) {
+		struct lk_wait *w = (struct lk_wait *)((char *)r - offsetof(struct lk_wait, lt));
+
+		parked_del(w);
+		if (w->registering) {
+			w->pending = true;
+			w->pending_status = errno_for(r->status);
+			continue;
+		}
+		w->pending_status = errno_for(r->status);
+		*tail = w;
+		tail = &w->p_next;
+	}
+	*tail = NULL;
+	return todo;
+}
+
+/* Keeps the timer at the table's earliest deadline. Called with l->mu held. */
+static void rearm(struct locking *l)
+{
+	uint64_t next = lt_next_deadline(l->lt);
+	struct itimerspec its = { 0 };
+
+	if (next == l->armed_deadline)
+		return;
+	l->armed_deadline = next;
+	if (next != UINT64_MAX) {
+		/* 0 would disarm; a deadline already in the past fires at once. */
+		if (next == 0)
+			next = 1;
+		its.it_value.tv_sec = (time_t)(next / 1000000000ull);
+		its.it_value.tv_nsec = (long)(next % 1000000000ull);
+	}
+	if (timerfd_settime(l->timer_fd, TFD_TIMER_ABSTIME, &its, NULL) < 0)
+		log_err("timerfd_settime: %s", strerror(errno));
+}
+
+/* Unlocks and answers everything that was decided. */
+static void unlock_and_resume(struct locking *l)
+{
+	struct lk_wait *todo = drain(l);
+
+	rearm(l);
+	pthread_mutex_unlock(&l->mu);
+	while (todo) {
+		struct lk_wait *next = todo->p_next;
+
+		todo->resume(todo, todo->pending_status);
+		todo = next;
+	}
+}
+
+static void on_interrupt(fuse_req_t req, void *data)
+{
+	struct locking *l = data;
+	struct lk_wait *w;
+
+	pthread_mutex_lock(&l->mu);
+	/* Look the request up rather than trusting a pointer in `data`: the
+	 * waiter may have been answered and freed already, but `req` itself is
+	 * kept alive by libfuse for the duration of this callback. */
+	for (w = l->parked.p_next; w != &l->parked; w = w->p_next) {
+		if (w->req == req) {
+			if (w->lt.state == LT_REQ_WAITING) {
+				log_debug("interrupt: open of %016llx by owner %llu cancelled",
+					  (unsigned long long)w->lt.file,
+					  (unsigned long long)w->lt.owner);
+				lt_cancel(l->lt, &w->lt, locking_now());
+			}
+			break;
+		}
+	}
+	unlock_and_resume(l);
+}
+
+void locking_acquire(struct locking *l, struct lk_wait *w)
+{
+	int rc;
+
+	w->registering = true;
+	w->pending = false;
+	w->p_next = w->p_prev = NULL;
+
+	pthread_mutex_lock(&l->mu);
+	rc = lt_acquire(l->lt, &w->lt, locking_now());
+	if (rc == -EINPROGRESS) {
+		parked_add(l, w);
+		log_debug("owner %llu waits for %016llx",
+			  (unsigned long long)w->lt.owner, (unsigned long long)w->lt.file);
+	}
+	unlock_and_resume(l);
+
+	if (rc != -EINPROGRESS) {
+		w->resume(w, errno_for(rc));
+		return;
+	}
+
+	/* Parked: register for interrupts, then see whether the request was
+	 * decided meanwhile (by another thread, or by the interrupt callback
+	 * running right inside the registration). */
+	fuse_req_interrupt_func(w->req, on_interrupt, l);
+	pthread_mutex_lock(&l->mu);
+	w->registering = false;
+	if (w->pending) {
+		int status = w->pending_status;
+
+		pthread_mutex_unlock(&l->mu);
+		w->resume(w, status);
+		return;
+	}
+	pthread_mutex_unlock(&l->mu);
+}
+
+void locking_release(struct locking *l, lt_file_t file, lt_owner_t owner, bool write)
+{
+	pthread_mutex_lock(&l->mu);
+	lt_release(l->lt, file, owner, write, locking_now());
+	unlock_and_resume(l);
+}
+
+void locking_barrier_done(struct locking *l, lt_file_t file, lt_owner_t owner)
+{
+	pthread_mutex_lock(&l->mu);
+	lt_barrier_done(l->lt, file, owner, locking_now());
+	unlock_and_resume(l);
+}
+
+void locking_replaced(struct locking *l, lt_file_t old_file, lt_file_t new_file)
+{
+	pthread_mutex_lock(&l->mu);
+	lt_replace(l->lt, old_file, new_file, locking_now());
+	unlock_and_resume(l);
+}
+
+void locking_gone(struct locking *l, lt_file_t file)
+{
+	pthread_mutex_lock(&l->mu);
+	lt_gone(l->lt, file, locking_now());
+	unlock_and_resume(l);
+}
+
+int locking_owner(struct locking *l, fuse_req_t req, lt_owner_t *owner)
+{
+	const struct fuse_ctx *ctx = fuse_req_ctx(req);
+
+	/* The kernel sends pid 0 for requests it makes on its own behalf. */
+	if (ctx->pid <= 0)
+		return -ESRCH;
+	return owner_lookup(l->owners, ctx->pid, owner);
+}
+
+struct owners *locking_owners(struct locking *l)
+{
+	return l->owners;
+}
+
+static void on_owner_exit(void *arg, uint64_t id, uint64_t heir)
+{
+	struct locking *l = arg;
+
+	log_debug("owner %llu exited, heir %llu", (unsigned long long)id,
+		  (unsigned long long)heir);
+	pthread_mutex_lock(&l->mu);
+	lt_owner_exit(l->lt, id, heir, locking_now());
+	unlock_and_resume(l);
+}
+
+static void *event_thread(void *arg)
+{
+	struct locking *l = arg;
+
+	for (;;) {
+		struct epoll_event evs[8];
+		int n = epoll_wait(l->epoll_fd, evs, 8, -1);
+
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			log_err("epoll_wait: %s", strerror(errno));
+			return NULL;
+		}
+		for (int i = 0; i < n; i++) {
+			int fd = evs[i].data.fd;
+
+			if (fd == l->stop_fd)
+				return NULL;
+			if (fd == l->timer_fd) {
+				uint64_t ticks;
+
+				if (read(l->timer_fd, &ticks, sizeof(ticks)) < 0 && errno != EAGAIN)
+					log_err("timerfd read: %s", strerror(errno));
+				pthread_mutex_lock(&l->mu);
+				/* The timer may have fired for a deadline that has
+				 * since moved; re-arming below sets the right one. */
+				l->armed_deadline = UINT64_MAX - 1;
+				lt_tick(l->lt, locking_now());
+				unlock_and_resume(l);
+			} else {
+				owners_reap(l->owners, on_owner_exit, l);
+			}
+		}
+	}
+}
+
+int locking_new(struct locking **out, const struct lockfs_config *cfg)
+{
+	struct locking *l = calloc(1, sizeof(*l));
+	struct epoll_event ev = { .events = EPOLLIN };
+	int rc;
+
+	if (!l)
+		return -ENOMEM;
+	l->cfg = cfg;
+	l->parked.p_next = l->parked.p_prev = &l->parked;
+	l->armed_deadline = UINT64_MAX;
+	l->timer_fd = l->stop_fd = l->epoll_fd = -1;
+	pthread_mutex_init(&l->mu, NULL);
+
+	l->lt = lt_new();
+	if (!l->lt) {
+		rc = -ENOMEM;
+		goto fail;
+	}
+	rc = owners_new(&l->owners);
+	if (rc < 0)
+		goto fail;
+	l->timer_fd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
+	l->stop_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	l->epoll_fd = epoll_create1(EPOLL_CLOEXEC);
+	if (l->timer_fd < 0 || l->stop_fd < 0 || l->epoll_fd < 0) {
+		rc = -errno;
+		goto fail;
+	}
+	int fds[] = { l->timer_fd, l->stop_fd, owners_fd(l->owners) };
+	for (size_t i = 0; i < sizeof(fds) / sizeof(fds[0]); i++) {
+		ev.data.fd = fds[i];
+		if (epoll_ctl(l->epoll_fd, EPOLL_CTL_ADD, fds[i], &ev) < 0) {
+			rc = -errno;
+			goto fail;
+		}
+	}
+	*out = l;
+	return 0;
+fail:
+	locking_free(l);
+	return rc;
+}
+
+int locking_start(struct locking *l)
+{
+	int rc = pthread_create(&l->thread, NULL, event_thread, l);
+
+	if (rc)
+		return -rc;
+	l->started = true;
+	return 0;
+}
+
+void locking_stop(struct locking *l)
+{
+	uint64_t one = 1;
+
+	if (l->started) {
+		if (write(l->stop_fd, &one, sizeof(one)) < 0)
+			log_err("eventfd write: %s", strerror(errno));
+		pthread_join(l->thread, NULL);
+		l->started = false;
+	}
+	/* Whoever still waits will not be served by this daemon any more. */
+	pthread_mutex_lock(&l->mu);
+	for (struct lk_wait *w = l->parked.p_next; w != &l->parked; w = w->p_next)
+		if (w->lt.state == LT_REQ_WAITING)
+			lt_cancel(l->lt, &w->lt, locking_now());
+	unlock_and_resume(l);
+}
+
+void locking_free(struct locking *l)
+{
+	if (!l)
+		return;
+	if (l->lt)
+		lt_free(l->lt);
+	if (l->owners)
+		owners_free(l->owners);
+	if (l->timer_fd >= 0)
+		close(l->timer_fd);
+	if (l->stop_fd >= 0)
+		close(l->stop_fd);
+	if (l->epoll_fd >= 0)
+		close(l->epoll_fd);
+	pthread_mutex_destroy(&l->mu);
+	free(l);
+}
