@@ -385,3 +385,131 @@ void locking_free(struct locking *l)
 	pthread_mutex_destroy(&l->mu);
 	free(l);
 }
+
+struct snap_ctx {
+	struct locking *l;
+	struct lk_snapshot *s;
+	size_t cap;
+	int err;
+};
+
+static int snap_file(void *arg, lt_file_t file)
+{
+	struct snap_ctx *c = arg;
+	struct lk_snapshot *s = c->s;
+	struct lk_file_snap *f;
+	size_t nh, nw;
+
+	if (s->nfiles == c->cap) {
+		size_t cap = c->cap ? c->cap * 2 : 64;
+		void *p = realloc(s->files, cap * sizeof(*s->files));
+
+		if (!p)
+			return c->err = -ENOMEM;
+		s->files = p;
+		c->cap = cap;
+	}
+	f = &s->files[s->nfiles];
+	memset(f, 0, sizeof(*f));
+	f->file = file;
+	nh = lt_holders(c->l->lt, file, NULL, 0);
+	nw = lt_waiters(c->l->lt, file, NULL, 0);
+	f->holders = calloc(nh ? nh : 1, sizeof(*f->holders));
+	f->waiters = calloc(nw ? nw : 1, sizeof(*f->waiters));
+	if (!f->holders || !f->waiters) {
+		free(f->holders);
+		free(f->waiters);
+		return c->err = -ENOMEM;
+	}
+	s->nfiles++;
+
+	if (nh) {
+		struct lt_holder_view *hv = calloc(nh, sizeof(*hv));
+
+		if (!hv)
+			return c->err = -ENOMEM;
+		nh = lt_holders(c->l->lt, file, hv, nh);
+		for (size_t i = 0; i < nh; i++)
+			f->holders[i] = (struct lk_holder){ hv[i].owner, hv[i].cls,
+				hv[i].handles, hv[i].since, hv[i].lease_until };
+		free(hv);
+	}
+	f->nholders = nh;
+
+	if (nw) {
+		const struct lt_request **rq = calloc(nw, sizeof(*rq));
+
+		if (!rq)
+			return c->err = -ENOMEM;
+		nw = lt_waiters(c->l->lt, file, rq, nw);
+		for (size_t i = 0; i < nw; i++)
+			f->waiters[i] = (struct lk_waiter){ rq[i]->owner, rq[i]->cls,
+				rq[i]->flags, rq[i]->enqueued_at };
+		free(rq);
+	}
+	f->nwaiters = nw;
+	return 0;
+}
+
+struct stat_ctx {
+	struct lk_snapshot *s;
+	size_t cap;
+	int err;
+};
+
+static int snap_stat(void *arg, lt_file_t file, const struct lt_stats *st)
+{
+	struct stat_ctx *c = arg;
+	struct lk_snapshot *s = c->s;
+
+	if (s->nstats == c->cap) {
+		size_t cap = c->cap ? c->cap * 2 : 64;
+		void *p = realloc(s->stats, cap * sizeof(*s->stats));
+
+		if (!p)
+			return c->err = -ENOMEM;
+		s->stats = p;
+		c->cap = cap;
+	}
+	s->stats[s->nstats].file = file;
+	s->stats[s->nstats].st = *st;
+	s->nstats++;
+	return 0;
+}
+
+int locking_snapshot(struct locking *l, bool with_stats, struct lk_snapshot *out)
+{
+	struct snap_ctx fc = { .l = l, .s = out };
+	struct stat_ctx sc = { .s = out };
+
+	memset(out, 0, sizeof(*out));
+	pthread_mutex_lock(&l->mu);
+	out->now = locking_now();
+	lt_foreach_file(l->lt, snap_file, &fc);
+	if (with_stats && !fc.err)
+		lt_foreach_stats(l->lt, snap_stat, &sc);
+	pthread_mutex_unlock(&l->mu);
+	if (fc.err || sc.err) {
+		locking_snapshot_free(out);
+		return fc.err ? fc.err : sc.err;
+	}
+	return 0;
+}
+
+void locking_snapshot_free(struct lk_snapshot *s)
+{
+	for (size_t i = 0; i < s->nfiles; i++) {
+		free(s->files[i].holders);
+		free(s->files[i].waiters);
+	}
+	free(s->files);
+	free(s->stats);
+	memset(s, 0, sizeof(*s));
+}
+
+void locking_stats_reset(struct locking *l)
+{
+	pthread_mutex_lock(&l->mu);
+	lt_stats_reset(l->lt);
+	pthread_mutex_unlock(&l->mu);
+}

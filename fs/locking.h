@@ -64,6 +64,42 @@ void locking_barrier_done(struct locking *l, lt_file_t file, lt_owner_t owner);
 void locking_replaced(struct locking *l, lt_file_t old_file, lt_file_t new_file);
 void locking_gone(struct locking *l, lt_file_t file);
 
+/* A consistent copy of the lock table for lockstat, taken under the table's
+ * mutex in one pass (no system calls while it is held) and then handed to
+ * the caller, who resolves owners and paths without holding anything. */
+struct lk_holder {
+	lt_owner_t owner;
+	enum lt_class cls;
+	unsigned handles;       /* 0 = lease */
+	uint64_t since;
+	uint64_t lease_until;
+};
+struct lk_waiter {
+	lt_owner_t owner;
+	enum lt_class cls;
+	unsigned flags;         /* enum lt_flags */
+	uint64_t since;
+};
+struct lk_file_snap {
+	lt_file_t file;
+	size_t nholders, nwaiters;
+	struct lk_holder *holders;
+	struct lk_waiter *waiters; /* queue order */
+};
+struct lk_stat_snap {
+	lt_file_t file;
+	struct lt_stats st;
+};
+struct lk_snapshot {
+	uint64_t now;           /* locking_now() when taken */
+	size_t nfiles, nstats;
+	struct lk_file_snap *files;
+	struct lk_stat_snap *stats; /* only when asked for */
+};
+int locking_snapshot(struct locking *l, bool with_stats, struct lk_snapshot *out);
+void locking_snapshot_free(struct lk_snapshot *s);
+void locking_stats_reset(struct locking *l);
+
 /* The monotonic clock the lock table runs on, in ns. */
 uint64_t locking_now(void);
 struct owners *locking_owners(struct locking *l);

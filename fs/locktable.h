@@ -209,11 +209,12 @@ uint64_t lt_stats_wait_percentile(const struct lt_stats *s, double pct);
 
 /* Inspection for lockstat and tests. */
 size_t lt_file_count(const struct lock_table *t);     /* files with any state */
-/* Fills up to `max` holders of `file`; returns the total number. */
+/* Fills up to `max` holders of `file`; returns the total number (out may be
+ * NULL when max is 0, to count). */
 size_t lt_holders(const struct lock_table *t, lt_file_t file,
 		  struct lt_holder_view *out, size_t max);
 /* Fills up to `max` parked requests of `file` in queue order; returns the
- * total number. */
+ * total number (out may be NULL when max is 0). */
 size_t lt_waiters(const struct lock_table *t, lt_file_t file,
 		  const struct lt_request **out, size_t max);
 /* Calls fn for every file with any state; stops early if fn returns non-zero. */
