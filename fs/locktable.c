@@ -1,1 +1,1505 @@
-/* placeholder: being written */
+/* The lock table. The rules are in locktable.h; this file is about making
+ * them cheap.
+ *
+ * Layout
+ *   - Every file that ever saw a request has a small record (struct frec)
+ *     holding its statistics, in a chained hash keyed by file id. Only files
+ *     with holds or parked requests carry a struct fstate (holders, queue);
+ *     it is freed as soon as the file is idle, so an idle file costs its
+ *     record (136 bytes) plus a hash slot. The wait histogram is allocated
+ *     the first time a parked request of the file is decided.
+ *   - Owners (struct owner) live in a hash keyed by owner id, only while they
+ *     hold something, wait, or are needed for an inheritance (a dead owner
+ *     whose handles are still open, or the live heir it names).
+ *   - Holds are in three places at once: the file's holder list, the owner's
+ *     hold list, and a hash keyed by (file, owner) so that re-entry and
+ *     release find them in O(1) however many files an owner holds or however
+ *     many readers share a file.
+ *   - Parked requests get a struct waiter (the caller's lt_request has no
+ *     room for our links): it sits in the file's FIFO queue, the owner's
+ *     list of parked requests and a hash keyed by the request's address
+ *     (for lt_cancel). The decided list threads the lt_requests themselves
+ *     through q_next.
+ *   - Lease ends and wait deadlines share one binary min-heap (struct dl is
+ *     embedded in holds and waiters and knows its heap slot), so
+ *     lt_next_deadline is O(1) and every insertion or removal O(log n). The
+ *     heap's capacity is reserved when a hold or waiter is created, so that
+ *     starting a lease later can never fail.
+ *
+ * Every change that can unblock a queue, or leave a file or owner with no
+ * state, only marks it dirty; the public entry points finish by granting
+ * what the dirty queues allow (which may dirty other files: a granted read
+ * ends its owner's lease elsewhere) and then freeing what became empty. That
+ * keeps the cascades iterative and means no record is freed while a caller
+ * up the stack still points at it.
+ *
+ * The table is not thread-safe: fs/locking.c serializes every call
+ * (its mutex is the lock that protects all state below). */
+#include "locktable.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define container_of(ptr, type, member) \
+	((type *)(void *)((char *)(ptr) - offsetof(type, member)))
+
+/* ------------------------------------------------------------------ lists */
+
+struct dlist {
+	struct dlist *next, *prev;
+};
+
+static void dl_init(struct dlist *l)
+{
+	l->next = l->prev = l;
+}
+
+static bool dl_empty(const struct dlist *l)
+{
+	return l->next == l;
+}
+
+static void dl_insert(struct dlist *n, struct dlist *prev, struct dlist *next)
+{
+	n->prev = prev;
+	n->next = next;
+	prev->next = n;
+	next->prev = n;
+}
+
+static void dl_add_tail(struct dlist *l, struct dlist *n)
+{
+	dl_insert(n, l->prev, l);
+}
+
+static void dl_add_head(struct dlist *l, struct dlist *n)
+{
+	dl_insert(n, l, l->next);
+}
+
+static void dl_del(struct dlist *n)
+{
+	n->prev->next = n->next;
+	n->next->prev = n->prev;
+	dl_init(n);
+}
+
+/* ------------------------------------------------------------ hash tables */
+
+struct hlink {
+	struct hlink *next;
+};
+
+/* Chained, power-of-two sized, doubled when the load reaches 1. A failed
+ * growth is not an error: chains just get longer. */
+struct htab {
+	struct hlink **b;
+	size_t mask;
+	size_t n;
+};
+
+typedef uint64_t (*hash_fn)(const struct hlink *l);
+
+static uint64_t mix64(uint64_t x)
+{
+	x ^= x >> 30;
+	x *= 0xbf58476d1ce4e5b9ull;
+	x ^= x >> 27;
+	x *= 0x94d049bb133111ebull;
+	x ^= x >> 31;
+	return x;
+}
+
+static int ht_init(struct htab *h, size_t buckets)
+{
+	h->b = calloc(buckets, sizeof(*h->b));
+	if (!h->b)
+		return -ENOMEM;
+	h->mask = buckets - 1;
+	h->n = 0;
+	return 0;
+}
+
+static void ht_grow(struct htab *h, hash_fn fn)
+{
+	size_t nb = (h->mask + 1) * 2;
+	struct hlink **b = calloc(nb, sizeof(*b));
+
+	if (!b)
+		return;
+	for (size_t i = 0; i <= h->mask; i++) {
+		struct hlink *l = h->b[i], *next;
+
+		for (; l; l = next) {
+			size_t j = fn(l) & (nb - 1);
+
+			next = l->next;
+			l->next = b[j];
+			b[j] = l;
+		}
+	}
+	free(h->b);
+	h->b = b;
+	h->mask = nb - 1;
+}
+
+static struct hlink *ht_first(const struct htab *h, uint64_t hash)
+{
+	return h->b[hash & h->mask];
+}
+
+static void ht_insert(struct htab *h, struct hlink *l, uint64_t hash, hash_fn fn)
+{
+	struct hlink **slot;
+
+	if (h->n > h->mask)
+		ht_grow(h, fn);
+	slot = &h->b[hash & h->mask];
+	l->next = *slot;
+	*slot = l;
+	h->n++;
+}
+
+static void ht_remove(struct htab *h, struct hlink *l, uint64_t hash)
+{
+	struct hlink **p = &h->b[hash & h->mask];
+
+	while (*p && *p != l)
+		p = &(*p)->next;
+	if (*p) {
+		*p = l->next;
+		h->n--;
+	}
+}
+
+/* --------------------------------------------------------------- records */
+
+enum dl_kind {
+	DL_LEASE, /* sorts first at equal times: a lease ending at the instant a
+	             waiter times out hands the file over instead of failing it */
+	DL_WAIT,
+};
+#define DL_NONE SIZE_MAX
+
+/* An entry of the deadline heap, embedded in a hold or a waiter. */
+struct dl {
+	uint64_t when;
+	size_t idx;             /* slot in the heap, DL_NONE when not in it */
+	unsigned char kind;
+};
+
+/* What a file with holds or parked requests needs beyond its statistics. */
+struct fstate {
+	struct dlist holds;     /* struct hold.f_link, in grant order */
+	struct dlist queue;     /* struct waiter.q_link, FIFO */
+	struct dlist active;    /* in lock_table.active */
+	struct frec *f;         /* the record this belongs to */
+	unsigned n_excl;        /* holds of class LT_EXCL (leases included) */
+	unsigned n_shared;      /* holds of class LT_SHARED */
+	size_t n_wait;
+	struct frec *dirty_next;
+	bool dirty;
+	unsigned char walk_level; /* deadlock walk memo, valid for walk_epoch */
+	uint64_t walk_epoch;
+};
+
+struct fstats {
+	uint64_t acquisitions, contentions, waits;
+	uint64_t wait_total, wait_min, wait_max;
+	uint64_t holds, hold_total, hold_max;
+	uint64_t fail_eagain, fail_edeadlk, fail_timeout, fail_intr;
+};
+
+struct frec {
+	struct hlink hl;        /* lock_table.files */
+	lt_file_t id;
+	struct fstate *st;      /* NULL while the file is idle */
+	uint32_t *hist;         /* LT_HIST_BUCKETS, NULL until a wait is decided */
+	struct fstats s;
+};
+
+struct owner {
+	struct hlink hl;        /* lock_table.owners */
+	lt_owner_t id;
+	struct dlist holds;     /* struct hold.o_link */
+	struct dlist waits;     /* struct waiter.o_link */
+	struct hold *lease;     /* its one lease, if any */
+	/* A dead owner whose handles are still open remembers who inherits
+	 * them; the heir lists such owners so that its own exit can pass them
+	 * on to its heir in turn. */
+	struct owner *heir;
+	struct dlist heir_link; /* in heir->bequests */
+	struct dlist bequests;
+	bool dead;
+	bool dirty;
+	struct owner *dirty_next;
+	uint64_t walk_epoch;
+};
+
+struct hold {
+	struct hlink hl;        /* lock_table.holds, keyed by (file, owner) */
+	struct frec *f;
+	struct owner *o;
+	struct dlist f_link, o_link;
+	struct dl dl;           /* in the heap while this is a lease */
+	uint64_t since;
+	uint64_t last_lease_ns; /* of the most recently granted request */
+	unsigned last_flags;    /* of the most recently granted request */
+	unsigned handles;       /* 0: a lease */
+	enum lt_class cls;
+};
+
+struct waiter {
+	struct hlink hl;        /* lock_table.waiters, keyed by req's address */
+	struct lt_request *req;
+	struct frec *f;         /* the queue it is in (moves on lt_replace) */
+	struct owner *o;
+	struct dlist q_link, o_link;
+	struct dl dl;           /* in the heap when req->deadline != 0 */
+	enum lt_class cls;      /* effective: barriers are exclusive */
+	bool stale;             /* moved here by lt_replace */
+};
+
+struct lock_table {
+	struct htab files, owners, holds, waiters;
+	struct dlist active;    /* struct fstate.active */
+	size_t n_active;
+	struct dl **heap;
+	size_t heap_n, heap_cap;
+	struct lt_request *dec_head, *dec_tail;
+	struct frec *dirty_files;
+	struct owner *dirty_owners;
+	uint64_t epoch;         /* of the current deadlock walk */
+	struct waiter **walk_stack;
+	size_t walk_n;
+};
+
+static uint64_t frec_hash(const struct hlink *l)
+{
+	return mix64(container_of(l, struct frec, hl)->id);
+}
+
+static uint64_t owner_hash(const struct hlink *l)
+{
+	return mix64(container_of(l, struct owner, hl)->id);
+}
+
+static uint64_t hold_key(lt_file_t f, lt_owner_t o)
+{
+	return mix64(f ^ mix64(o));
+}
+
+static uint64_t hold_hash(const struct hlink *l)
+{
+	const struct hold *h = container_of(l, struct hold, hl);
+
+	return hold_key(h->f->id, h->o->id);
+}
+
+static uint64_t req_key(const struct lt_request *req)
+{
+	return mix64((uint64_t)(uintptr_t)req);
+}
+
+static uint64_t waiter_hash(const struct hlink *l)
+{
+	return req_key(container_of(l, struct waiter, hl)->req);
+}
+
+static uint64_t sat_add(uint64_t a, uint64_t b)
+{
+	return a > UINT64_MAX - b ? UINT64_MAX : a + b;
+}
+
+/* A read is what ends a lease elsewhere; barriers modify like writes. */
+static bool is_read(unsigned flags)
+{
+	return !(flags & (LT_F_WRITE | LT_F_BARRIER));
+}
+
+/* ------------------------------------------------------------------ heap */
+
+static bool dl_before(const struct dl *a, const struct dl *b)
+{
+	return a->when < b->when || (a->when == b->when && a->kind < b->kind);
+}
+
+static void heap_set(struct lock_table *t, size_t i, struct dl *d)
+{
+	t->heap[i] = d;
+	d->idx = i;
+}
+
+static void heap_up(struct lock_table *t, size_t i)
+{
+	struct dl *d = t->heap[i];
+
+	while (i > 0) {
+		size_t p = (i - 1) / 2;
+
+		if (!dl_before(d, t->heap[p]))
+			break;
+		heap_set(t, i, t->heap[p]);
+		i = p;
+	}
+	heap_set(t, i, d);
+}
+
+static void heap_down(struct lock_table *t, size_t i)
+{
+	struct dl *d = t->heap[i];
+
+	for (;;) {
+		size_t c = 2 * i + 1;
+
+		if (c >= t->heap_n)
+			break;
+		if (c + 1 < t->heap_n && dl_before(t->heap[c + 1], t->heap[c]))
+			c++;
+		if (!dl_before(t->heap[c], d))
+			break;
+		heap_set(t, i, t->heap[c]);
+		i = c;
+	}
+	heap_set(t, i, d);
+}
+
+/* Keeps room for one entry per hold and waiter, the most there can be. */
+static int heap_reserve(struct lock_table *t)
+{
+	size_t need = t->holds.n + t->waiters.n + 1;
+	size_t cap;
+	struct dl **h;
+
+	if (t->heap_cap >= need)
+		return 0;
+	cap = t->heap_cap ? t->heap_cap * 2 : 64;
+	while (cap < need)
+		cap *= 2;
+	h = realloc(t->heap, cap * sizeof(*h));
+	if (!h)
+		return -ENOMEM;
+	t->heap = h;
+	t->heap_cap = cap;
+	return 0;
+}
+
+static void heap_push(struct lock_table *t, struct dl *d)
+{
+	heap_set(t, t->heap_n++, d);
+	heap_up(t, d->idx);
+}
+
+static void heap_remove(struct lock_table *t, struct dl *d)
+{
+	size_t i = d->idx;
+	struct dl *last;
+
+	if (i == DL_NONE)
+		return;
+	last = t->heap[--t->heap_n];
+	if (last != d) {
+		heap_set(t, i, last);
+		heap_up(t, i);
+		heap_down(t, last->idx);
+	}
+	d->idx = DL_NONE;
+}
+
+static void heap_update(struct lock_table *t, struct dl *d, uint64_t when)
+{
+	d->when = when;
+	heap_up(t, d->idx);
+	heap_down(t, d->idx);
+}
+
+/* ----------------------------------------------------------------- files */
+
+static struct frec *file_find(const struct lock_table *t, lt_file_t id)
+{
+	struct hlink *l = ht_first(&t->files, mix64(id));
+
+	for (; l; l = l->next) {
+		struct frec *f = container_of(l, struct frec, hl);
+
+		if (f->id == id)
+			return f;
+	}
+	return NULL;
+}
+
+static struct frec *file_get(struct lock_table *t, lt_file_t id)
+{
+	struct frec *f = file_find(t, id);
+
+	if (f)
+		return f;
+	f = calloc(1, sizeof(*f));
+	if (!f)
+		return NULL;
+	f->id = id;
+	ht_insert(&t->files, &f->hl, mix64(id), frec_hash);
+	return f;
+}
+
+static struct fstate *file_state(struct lock_table *t, struct frec *f)
+{
+	struct fstate *st = f->st;
+
+	if (st)
+		return st;
+	st = calloc(1, sizeof(*st));
+	if (!st)
+		return NULL;
+	dl_init(&st->holds);
+	dl_init(&st->queue);
+	dl_add_tail(&t->active, &st->active);
+	t->n_active++;
+	st->f = f;
+	f->st = st;
+	return st;
+}
+
+static void file_dirty(struct lock_table *t, struct frec *f)
+{
+	if (!f->st || f->st->dirty)
+		return;
+	f->st->dirty = true;
+	f->st->dirty_next = t->dirty_files;
+	t->dirty_files = f;
+}
+
+static void file_settle(struct lock_table *t, struct frec *f)
+{
+	struct fstate *st = f->st;
+
+	if (!st || st->dirty || !dl_empty(&st->holds) || !dl_empty(&st->queue))
+		return;
+	dl_del(&st->active);
+	t->n_active--;
+	free(st);
+	f->st = NULL;
+}
+
+static void stats_wait(struct frec *f, uint64_t d, int status)
+{
+	struct fstats *s = &f->s;
+	unsigned b = 0;
+
+	s->waits++;
+	s->wait_total += d;
+	if (s->waits == 1 || d < s->wait_min)
+		s->wait_min = d;
+	if (d > s->wait_max)
+		s->wait_max = d;
+	if (status == -ETIMEDOUT)
+		s->fail_timeout++;
+	else if (status == -EINTR)
+		s->fail_intr++;
+	if (!f->hist)
+		f->hist = calloc(LT_HIST_BUCKETS, sizeof(*f->hist));
+	if (!f->hist)
+		return;
+	if (d > 1)
+		b = 63 - (unsigned)__builtin_clzll(d);
+	if (b >= LT_HIST_BUCKETS)
+		b = LT_HIST_BUCKETS - 1;
+	f->hist[b]++;
+}
+
+/* ---------------------------------------------------------------- owners */
+
+static struct owner *owner_find(const struct lock_table *t, lt_owner_t id)
+{
+	struct hlink *l = ht_first(&t->owners, mix64(id));
+
+	for (; l; l = l->next) {
+		struct owner *o = container_of(l, struct owner, hl);
+
+		if (o->id == id)
+			return o;
+	}
+	return NULL;
+}
+
+static void owner_dirty(struct lock_table *t, struct owner *o)
+{
+	if (o->dirty)
+		return;
+	o->dirty = true;
+	o->dirty_next = t->dirty_owners;
+	t->dirty_owners = o;
+}
+
+/* A new record starts dirty so that it goes away again if nothing sticks. */
+static struct owner *owner_get(struct lock_table *t, lt_owner_t id)
+{
+	struct owner *o = owner_find(t, id);
+
+	if (o)
+		return o;
+	o = calloc(1, sizeof(*o));
+	if (!o)
+		return NULL;
+	o->id = id;
+	dl_init(&o->holds);
+	dl_init(&o->waits);
+	dl_init(&o->heir_link);
+	dl_init(&o->bequests);
+	ht_insert(&t->owners, &o->hl, mix64(id), owner_hash);
+	owner_dirty(t, o);
+	return o;
+}
+
+static void settle_owners(struct lock_table *t)
+{
+	while (t->dirty_owners) {
+		struct owner *o = t->dirty_owners;
+
+		t->dirty_owners = o->dirty_next;
+		o->dirty = false;
+		if (!dl_empty(&o->holds) || !dl_empty(&o->waits) ||
+		    !dl_empty(&o->bequests))
+			continue;
+		if (o->heir) {
+			dl_del(&o->heir_link);
+			owner_dirty(t, o->heir);
+		}
+		ht_remove(&t->owners, &o->hl, mix64(o->id));
+		free(o);
+	}
+}
+
+/* ----------------------------------------------------------------- holds */
+
+static struct hold *hold_find(const struct lock_table *t, lt_file_t f, lt_owner_t o)
+{
+	struct hlink *l = ht_first(&t->holds, hold_key(f, o));
+
+	for (; l; l = l->next) {
+		struct hold *h = container_of(l, struct hold, hl);
+
+		if (h->f->id == f && h->o->id == o)
+			return h;
+	}
+	return NULL;
+}
+
+static void count_hold(struct fstate *st, enum lt_class cls, bool add)
+{
+	unsigned *n = cls == LT_EXCL ? &st->n_excl : &st->n_shared;
+
+	if (add)
+		(*n)++;
+	else
+		(*n)--;
+}
+
+/* A new hold with no handle yet; the caller adds one or makes it a lease. */
+static struct hold *hold_new(struct lock_table *t, struct frec *f, struct owner *o,
+			     enum lt_class cls, uint64_t now)
+{
+	struct fstate *st;
+	struct hold *h;
+
+	if (heap_reserve(t) < 0)
+		return NULL;
+	st = file_state(t, f);
+	if (!st)
+		return NULL;
+	h = calloc(1, sizeof(*h));
+	if (!h) {
+		file_dirty(t, f);
+		return NULL;
+	}
+	h->f = f;
+	h->o = o;
+	h->cls = cls;
+	h->since = now;
+	h->dl.idx = DL_NONE;
+	h->dl.kind = DL_LEASE;
+	dl_add_tail(&st->holds, &h->f_link);
+	dl_add_tail(&o->holds, &h->o_link);
+	count_hold(st, cls, true);
+	ht_insert(&t->holds, &h->hl, hold_key(f->id, o->id), hold_hash);
+	return h;
+}
+
+static void hold_end(struct lock_table *t, struct hold *h, uint64_t now)
+{
+	struct frec *f = h->f;
+	struct owner *o = h->o;
+	uint64_t d = now > h->since ? now - h->since : 0;
+
+	f->s.holds++;
+	f->s.hold_total += d;
+	if (d > f->s.hold_max)
+		f->s.hold_max = d;
+	heap_remove(t, &h->dl);
+	if (o->lease == h)
+		o->lease = NULL;
+	dl_del(&h->f_link);
+	dl_del(&h->o_link);
+	count_hold(f->st, h->cls, false);
+	ht_remove(&t->holds, &h->hl, hold_key(f->id, o->id));
+	free(h);
+	file_dirty(t, f);
+	owner_dirty(t, o);
+}
+
+/* The owner has moved on to another file: its lease there is over. */
+static void end_other_lease(struct lock_table *t, struct owner *o,
+			    const struct frec *f, uint64_t now)
+{
+	if (o->lease && o->lease->f != f)
+		hold_end(t, o->lease, now);
+}
+
+/* Makes a handle-less hold a lease. The newest lease wins: an owner keeps
+ * at most one, and the one it just got is the one it is working on. */
+static void lease_start(struct lock_table *t, struct hold *h, uint64_t until,
+			uint64_t now)
+{
+	struct owner *o = h->o;
+
+	if (o->lease && o->lease != h)
+		hold_end(t, o->lease, now);
+	o->lease = h;
+	h->dl.when = until;
+	heap_push(t, &h->dl);
+}
+
+static void lease_stop(struct lock_table *t, struct hold *h)
+{
+	heap_remove(t, &h->dl);
+	if (h->o->lease == h)
+		h->o->lease = NULL;
+}
+
+/* Could `o` hold `f` in class `cls` next to the current holders? */
+static bool compatible(const struct lock_table *t, const struct frec *f,
+		       const struct owner *o, enum lt_class cls)
+{
+	const struct fstate *st = f->st;
+	const struct hold *h;
+	unsigned others_excl, others_shared;
+
+	if (!st)
+		return true;
+	h = hold_find(t, f->id, o->id);
+	others_excl = st->n_excl - (h && h->cls == LT_EXCL);
+	others_shared = st->n_shared - (h && h->cls == LT_SHARED);
+	return others_excl == 0 && (cls == LT_SHARED || others_shared == 0);
+}
+
+/* One more handle for `o` on `f`; the request becomes "the most recently
+ * granted" one of the hold. */
+static int grant_hold(struct lock_table *t, struct frec *f, struct owner *o,
+		      enum lt_class cls, unsigned flags, uint64_t lease_ns,
+		      uint64_t now)
+{
+	struct hold *h = hold_find(t, f->id, o->id);
+
+	if (!h) {
+		h = hold_new(t, f, o, cls, now);
+		if (!h)
+			return -ENOMEM;
+	} else {
+		if (h->handles == 0)
+			lease_stop(t, h);
+		if (cls == LT_EXCL && h->cls == LT_SHARED) {
+			count_hold(f->st, LT_SHARED, false);
+			count_hold(f->st, LT_EXCL, true);
+			h->cls = LT_EXCL;
+		}
+	}
+	h->handles++;
+	h->last_flags = flags;
+	/* A shared-class request never leaves a lease behind, even when it
+	 * re-entered an exclusive hold. */
+	h->last_lease_ns = cls == LT_SHARED ? 0 : lease_ns;
+	f->s.acquisitions++;
+	if (is_read(flags))
+		end_other_lease(t, o, f, now);
+	return 0;
+}
+
+/* ------------------------------------------------------------- decisions */
+
+static void decide(struct lock_table *t, struct lt_request *req, int status)
+{
+	req->status = status;
+	req->state = LT_REQ_DECIDED;
+	req->q_next = NULL;
+	req->q_prev = NULL;
+	if (t->dec_tail)
+		t->dec_tail->q_next = req;
+	else
+		t->dec_head = req;
+	t->dec_tail = req;
+}
+
+static void waiter_free(struct lock_table *t, struct waiter *w)
+{
+	dl_del(&w->q_link);
+	w->f->st->n_wait--;
+	dl_del(&w->o_link);
+	heap_remove(t, &w->dl);
+	ht_remove(&t->waiters, &w->hl, req_key(w->req));
+	file_dirty(t, w->f);
+	owner_dirty(t, w->o);
+	free(w);
+}
+
+/* Wait statistics go to the file the request asked for, where its
+ * contention was counted, even when lt_replace moved it elsewhere. */
+static void record_wait(struct lock_table *t, const struct lt_request *req,
+			struct frec *queue_file, int status, uint64_t now)
+{
+	struct frec *f = queue_file->id == req->file ? queue_file
+						       : file_find(t, req->file);
+
+	if (f)
+		stats_wait(f, now > req->enqueued_at ? now - req->enqueued_at : 0,
+			   status);
+}
+
+static void waiter_fail(struct lock_table *t, struct waiter *w, int status,
+			uint64_t now)
+{
+	struct lt_request *req = w->req;
+	struct frec *f = w->f;
+
+	waiter_free(t, w);
+	record_wait(t, req, f, status, now);
+	req->granted_file = 0;
+	decide(t, req, status);
+}
+
+static void grant_waiter(struct lock_table *t, struct waiter *w, uint64_t now)
+{
+	struct lt_request *req = w->req;
+	struct frec *f = w->f;
+	struct owner *o = w->o;
+	enum lt_class cls = w->cls;
+	bool stale = w->stale;
+	int status;
+
+	waiter_free(t, w);
+	if (stale) {
+		/* The caller will look the name up again; a lease keeps the
+		 * file for the retried open. Shared holds never lease, and a
+		 * retried read will find the other readers let in anyway. */
+		status = -ESTALE;
+		if (cls == LT_EXCL) {
+			uint64_t len = req->lease_ns > LT_RETRY_LEASE_NS ?
+				       req->lease_ns : LT_RETRY_LEASE_NS;
+			uint64_t until = sat_add(now, len);
+			struct hold *h = hold_find(t, f->id, o->id);
+
+			if (!h) {
+				h = hold_new(t, f, o, LT_EXCL, now);
+				if (h) {
+					h->last_flags = req->flags;
+					h->last_lease_ns = len;
+					f->s.acquisitions++;
+					lease_start(t, h, until, now);
+				}
+			} else if (h->handles == 0 && h->dl.when < until) {
+				heap_update(t, &h->dl, until);
+			}
+		}
+	} else {
+		status = grant_hold(t, f, o, cls, req->flags, req->lease_ns, now);
+	}
+	record_wait(t, req, f, status, now);
+	req->granted_file = status == -ENOMEM ? 0 : f->id;
+	decide(t, req, status);
+}
+
+/* Grants the queue head, then the next, while they fit. */
+static void pump(struct lock_table *t, struct frec *f, uint64_t now)
+{
+	while (f->st && !dl_empty(&f->st->queue)) {
+		struct waiter *w = container_of(f->st->queue.next, struct waiter, q_link);
+
+		if (!compatible(t, f, w->o, w->cls))
+			break;
+		grant_waiter(t, w, now);
+	}
+}
+
+static void run_pumps(struct lock_table *t, uint64_t now)
+{
+	while (t->dirty_files) {
+		struct frec *f = t->dirty_files;
+
+		t->dirty_files = f->st->dirty_next;
+		f->st->dirty = false;
+		pump(t, f, now);
+		file_settle(t, f);
+	}
+}
+
+static void finish(struct lock_table *t, uint64_t now)
+{
+	run_pumps(t, now);
+	settle_owners(t);
+}
+
+/* Requests parked by `o` on `f` while `o` just came to hold it are
+ * re-entries now (an heir waiting for the file its child held). */
+static void grant_reentries(struct lock_table *t, struct frec *f,
+			    struct owner *o, uint64_t now)
+{
+	struct dlist *n, *next;
+
+	for (n = o->waits.next; n != &o->waits; n = next) {
+		struct waiter *w = container_of(n, struct waiter, o_link);
+
+		next = n->next;
+		if (w->f == f && compatible(t, f, o, w->cls))
+			grant_waiter(t, w, now);
+	}
+}
+
+/* Hands a dead owner's handle-less hold to its heir as a lease ending at
+ * `until`; the hold keeps its start time, it is the same critical section. */
+static void hold_give(struct lock_table *t, struct hold *h, struct owner *heir,
+		      uint64_t until, uint64_t now)
+{
+	struct owner *old = h->o;
+	struct frec *f = h->f;
+	struct hold *h2 = hold_find(t, f->id, heir->id);
+
+	if (h2) {
+		/* Cannot happen for an exclusive hold, but never keep two. */
+		hold_end(t, h, now);
+		if (h2->handles == 0 && h2->dl.when < until)
+			heap_update(t, &h2->dl, until);
+		return;
+	}
+	lease_stop(t, h);
+	ht_remove(&t->holds, &h->hl, hold_key(f->id, old->id));
+	dl_del(&h->o_link);
+	owner_dirty(t, old);
+	h->o = heir;
+	dl_add_tail(&heir->holds, &h->o_link);
+	ht_insert(&t->holds, &h->hl, hold_key(f->id, heir->id), hold_hash);
+	lease_start(t, h, until, now);
+	grant_reentries(t, f, heir, now);
+	file_dirty(t, f);
+}
+
+/* The last handle of `h` was closed. */
+static void hold_zero(struct lock_table *t, struct hold *h, uint64_t now)
+{
+	struct owner *o = h->o;
+
+	if (h->cls == LT_SHARED || !is_read(h->last_flags) || h->last_lease_ns == 0) {
+		hold_end(t, h, now);
+		return;
+	}
+	if (o->dead) {
+		if (o->heir)
+			hold_give(t, h, o->heir, sat_add(now, h->last_lease_ns), now);
+		else
+			hold_end(t, h, now);
+		return;
+	}
+	lease_start(t, h, sat_add(now, h->last_lease_ns), now);
+	file_dirty(t, h->f);
+}
+
+/* --------------------------------------------------------- deadlock walk */
+
+/* The wait-for graph: a parked request waits for the holders of its file
+ * that conflict with it; a holder that is itself parked continues the walk
+ * through all its parked requests. Because queues are FIFO, a request with
+ * anything queued before it also waits for every holder of the file (what
+ * is ahead of it conflicts with them, and it cannot pass), whatever the
+ * classes. So the walk expands each file at most twice (exclusive holders
+ * only, then all holders) and each owner once, whatever the queue lengths.
+ *
+ * Returns 1 on reaching `o0`, -1 when the edge budget is spent, 0 when this
+ * file adds nothing more. */
+static int walk_holders(struct lock_table *t, const struct frec *f,
+			const struct owner *skip, bool all,
+			const struct owner *o0, size_t *edges)
+{
+	const struct dlist *n;
+
+	if (!f->st)
+		return 0;
+	for (n = f->st->holds.next; n != &f->st->holds; n = n->next) {
+		struct hold *h = container_of(n, struct hold, f_link);
+		struct dlist *m;
+
+		if (++*edges > LT_DEADLOCK_WALK_MAX)
+			return -1;
+		if (h->o == skip || (!all && h->cls != LT_EXCL))
+			continue;
+		if (h->o == o0)
+			return 1;
+		if (h->o->walk_epoch == t->epoch)
+			continue;
+		h->o->walk_epoch = t->epoch;
+		for (m = h->o->waits.next; m != &h->o->waits; m = m->next) {
+			if (++*edges > LT_DEADLOCK_WALK_MAX)
+				return -1;
+			t->walk_stack[t->walk_n++] = container_of(m, struct waiter, o_link);
+		}
+	}
+	return 0;
+}
+
+static bool would_deadlock(struct lock_table *t, const struct frec *f,
+			   struct owner *o0, enum lt_class cls, bool queued_ahead)
+{
+	size_t edges = 0;
+	int r;
+
+	/* Every push counts an edge, so the budget bounds the stack. */
+	if (!t->walk_stack) {
+		t->walk_stack = malloc((LT_DEADLOCK_WALK_MAX + 1) * sizeof(*t->walk_stack));
+		if (!t->walk_stack)
+			return false;
+	}
+	t->epoch++;
+	t->walk_n = 0;
+	o0->walk_epoch = t->epoch;
+	/* The requester's own hold (an upgrade) is no edge; the file is not
+	 * memoized, so reaching it again from another waiter finds o0 there. */
+	r = walk_holders(t, f, o0, cls == LT_EXCL || queued_ahead, o0, &edges);
+	while (r == 0 && t->walk_n) {
+		struct waiter *w = t->walk_stack[--t->walk_n];
+		struct fstate *st = w->f->st;
+		unsigned char level = (w->cls == LT_EXCL ||
+				       w->q_link.prev != &st->queue) ? 2 : 1;
+
+		if (st->walk_epoch == t->epoch && st->walk_level >= level)
+			continue;
+		st->walk_epoch = t->epoch;
+		st->walk_level = level;
+		r = walk_holders(t, w->f, NULL, level == 2, o0, &edges);
+	}
+	return r == 1;
+}
+
+/* ------------------------------------------------------------ public API */
+
+struct lock_table *lt_new(void)
+{
+	struct lock_table *t = calloc(1, sizeof(*t));
+
+	if (!t)
+		return NULL;
+	if (ht_init(&t->files, 64) < 0 || ht_init(&t->owners, 16) < 0 ||
+	    ht_init(&t->holds, 16) < 0 || ht_init(&t->waiters, 16) < 0) {
+		free(t->files.b);
+		free(t->owners.b);
+		free(t->holds.b);
+		free(t->waiters.b);
+		free(t);
+		return NULL;
+	}
+	dl_init(&t->active);
+	return t;
+}
+
+static void free_all(struct htab *h, size_t off, void (*extra)(void *))
+{
+	for (size_t i = 0; i <= h->mask; i++) {
+		struct hlink *l = h->b[i], *next;
+
+		for (; l; l = next) {
+			next = l->next;
+			if (extra)
+				extra((char *)l - off);
+			free((char *)l - off);
+		}
+	}
+	free(h->b);
+}
+
+static void frec_extra(void *p)
+{
+	struct frec *f = p;
+
+	free(f->st);
+	free(f->hist);
+}
+
+void lt_free(struct lock_table *t)
+{
+	if (!t)
+		return;
+	free_all(&t->waiters, offsetof(struct waiter, hl), NULL);
+	free_all(&t->holds, offsetof(struct hold, hl), NULL);
+	free_all(&t->owners, offsetof(struct owner, hl), NULL);
+	free_all(&t->files, offsetof(struct frec, hl), frec_extra);
+	free(t->heap);
+	free(t->walk_stack);
+	free(t);
+}
+
+static int park(struct lock_table *t, struct lt_request *req, struct frec *f,
+		struct owner *o, enum lt_class cls, bool at_head)
+{
+	struct fstate *st;
+	struct waiter *w;
+
+	if (heap_reserve(t) < 0)
+		return -ENOMEM;
+	st = file_state(t, f);
+	if (!st)
+		return -ENOMEM;
+	w = calloc(1, sizeof(*w));
+	if (!w) {
+		file_dirty(t, f);
+		return -ENOMEM;
+	}
+	w->req = req;
+	w->f = f;
+	w->o = o;
+	w->cls = cls;
+	w->dl.idx = DL_NONE;
+	w->dl.kind = DL_WAIT;
+	if (at_head)
+		dl_add_head(&st->queue, &w->q_link);
+	else
+		dl_add_tail(&st->queue, &w->q_link);
+	st->n_wait++;
+	dl_add_tail(&o->waits, &w->o_link);
+	ht_insert(&t->waiters, &w->hl, req_key(req), waiter_hash);
+	if (req->deadline) {
+		w->dl.when = req->deadline;
+		heap_push(t, &w->dl);
+	}
+	req->status = -EINPROGRESS;
+	req->state = LT_REQ_WAITING;
+	f->s.contentions++;
+	return 0;
+}
+
+int lt_acquire(struct lock_table *t, struct lt_request *req, uint64_t now)
+{
+	unsigned flags = req->flags;
+	enum lt_class cls = (flags & LT_F_BARRIER) ? LT_EXCL : req->cls;
+	struct frec *f;
+	struct owner *o;
+	struct hold *h;
+	bool upgrade;
+	int rc;
+
+	req->granted_file = 0;
+	req->enqueued_at = now;
+	req->q_next = req->q_prev = NULL;
+	if (!req->file || !req->owner) {
+		rc = -EINVAL;
+		goto out;
+	}
+	f = file_get(t, req->file);
+	o = f ? owner_get(t, req->owner) : NULL;
+	if (!o) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	if (o->dead) {
+		/* Its exit failed its parked requests with -EINTR already. */
+		rc = -EINTR;
+		goto out;
+	}
+	for (;;) {
+		h = hold_find(t, f->id, o->id);
+		upgrade = h && cls == LT_EXCL && h->cls == LT_SHARED;
+		if (compatible(t, f, o, cls) &&
+		    (h || !f->st || dl_empty(&f->st->queue))) {
+			rc = grant_hold(t, f, o, cls, flags, req->lease_ns, now);
+			if (rc == 0)
+				req->granted_file = f->id;
+			goto out;
+		}
+		if (flags & LT_F_NONBLOCK) {
+			f->s.fail_eagain++;
+			rc = -EAGAIN;
+			goto out;
+		}
+		/* A read that waits ends the lease first: the lease may be
+		 * what the holders here wait for, and once it is gone the
+		 * file may even be free. */
+		if (is_read(flags) && o->lease && o->lease->f != f) {
+			hold_end(t, o->lease, now);
+			run_pumps(t, now);
+			continue;
+		}
+		break;
+	}
+	if (would_deadlock(t, f, o, cls,
+			   !upgrade && f->st && !dl_empty(&f->st->queue))) {
+		f->s.fail_edeadlk++;
+		rc = -EDEADLK;
+		goto out;
+	}
+	rc = park(t, req, f, o, cls, upgrade);
+	if (rc == 0) {
+		finish(t, now);
+		return -EINPROGRESS;
+	}
+out:
+	req->status = rc;
+	req->state = LT_REQ_DONE;
+	finish(t, now);
+	return rc;
+}
+
+int lt_release(struct lock_table *t, lt_file_t file, lt_owner_t owner,
+	       bool write, uint64_t now)
+{
+	struct hold *h = hold_find(t, file, owner);
+
+	(void)write; /* the lease decision uses the last grant, not the handle */
+	if (!h || h->handles == 0)
+		return -ENOENT;
+	if (--h->handles == 0)
+		hold_zero(t, h, now);
+	finish(t, now);
+	return 0;
+}
+
+int lt_barrier_done(struct lock_table *t, lt_file_t file, lt_owner_t owner,
+		    uint64_t now)
+{
+	return lt_release(t, file, owner, true, now);
+}
+
+int lt_cancel(struct lock_table *t, struct lt_request *req, uint64_t now)
+{
+	struct hlink *l = ht_first(&t->waiters, req_key(req));
+
+	for (; l; l = l->next) {
+		struct waiter *w = container_of(l, struct waiter, hl);
+
+		if (w->req == req) {
+			waiter_fail(t, w, -EINTR, now);
+			finish(t, now);
+			return 0;
+		}
+	}
+	return -ENOENT;
+}
+
+void lt_owner_exit(struct lock_table *t, lt_owner_t owner, lt_owner_t heir,
+		   uint64_t now)
+{
+	struct owner *o = owner_find(t, owner);
+	struct owner *hr = NULL;
+	struct dlist *n, *next;
+
+	if (!o || o->dead)
+		return;
+	o->dead = true;
+	owner_dirty(t, o);
+	while (!dl_empty(&o->waits))
+		waiter_fail(t, container_of(o->waits.next, struct waiter, o_link),
+			    -EINTR, now);
+
+	if (heir && heir != owner) {
+		hr = owner_find(t, heir);
+		/* A caller that names an heir that has gone already gets the
+		 * heir's own heir, the way the bequest would have travelled. */
+		while (hr && hr->dead)
+			hr = hr->heir;
+		if (!hr && !owner_find(t, heir))
+			hr = owner_get(t, heir);
+		if (hr == o)
+			hr = NULL;
+	}
+
+	/* What was bequeathed to `o` travels on to its heir. */
+	while (!dl_empty(&o->bequests)) {
+		struct owner *d = container_of(o->bequests.next, struct owner, heir_link);
+
+		dl_del(&d->heir_link);
+		d->heir = hr;
+		if (hr)
+			dl_add_tail(&hr->bequests, &d->heir_link);
+		owner_dirty(t, d);
+	}
+
+	for (n = o->holds.next; n != &o->holds; n = next) {
+		struct hold *h = container_of(n, struct hold, o_link);
+
+		next = n->next;
+		if (h->handles)
+			continue;
+		if (hr)
+			hold_give(t, h, hr, h->dl.when, now);
+		else
+			hold_end(t, h, now);
+	}
+	if (!dl_empty(&o->holds) && hr) {
+		o->heir = hr;
+		dl_add_tail(&hr->bequests, &o->heir_link);
+	}
+	finish(t, now);
+}
+
+void lt_replace(struct lock_table *t, lt_file_t old_file, lt_file_t new_file,
+		uint64_t now)
+{
+	struct frec *fo = file_find(t, old_file);
+	struct frec *fn;
+	struct fstate *sn;
+	struct dlist *first, *n, *next;
+
+	if (!fo || !fo->st || dl_empty(&fo->st->queue) || !new_file ||
+	    old_file == new_file)
+		return;
+	fn = file_get(t, new_file);
+	sn = fn ? file_state(t, fn) : NULL;
+	if (!sn) {
+		/* Cannot follow the name: let the retried opens find it. */
+		lt_gone(t, old_file, now);
+		return;
+	}
+	first = NULL;
+	while (!dl_empty(&fo->st->queue)) {
+		struct waiter *w = container_of(fo->st->queue.next, struct waiter, q_link);
+
+		dl_del(&w->q_link);
+		fo->st->n_wait--;
+		w->f = fn;
+		w->stale = true;
+		dl_add_tail(&sn->queue, &w->q_link);
+		sn->n_wait++;
+		if (!first)
+			first = &w->q_link;
+	}
+	file_dirty(t, fo);
+	file_dirty(t, fn);
+	/* A moved owner that holds the new file already is re-entering it. */
+	for (n = first; n != &sn->queue; n = next) {
+		struct waiter *w = container_of(n, struct waiter, q_link);
+
+		next = n->next;
+		if (hold_find(t, fn->id, w->o->id) && compatible(t, fn, w->o, w->cls))
+			grant_waiter(t, w, now);
+	}
+	finish(t, now);
+}
+
+void lt_gone(struct lock_table *t, lt_file_t file, uint64_t now)
+{
+	struct frec *f = file_find(t, file);
+
+	if (!f)
+		return;
+	while (f->st && !dl_empty(&f->st->queue))
+		waiter_fail(t, container_of(f->st->queue.next, struct waiter, q_link),
+			    -ESTALE, now);
+	finish(t, now);
+}
+
+void lt_tick(struct lock_table *t, uint64_t now)
+{
+	/* One at a time, pumping in between, so that what an expiry frees is
+	 * granted before a deadline at the same instant fails its waiter. */
+	while (t->heap_n && t->heap[0]->when <= now) {
+		struct dl *d = t->heap[0];
+
+		if (d->kind == DL_LEASE)
+			hold_end(t, container_of(d, struct hold, dl), now);
+		else
+			waiter_fail(t, container_of(d, struct waiter, dl), -ETIMEDOUT, now);
+		run_pumps(t, now);
+	}
+	settle_owners(t);
+}
+
+uint64_t lt_next_deadline(const struct lock_table *t)
+{
+	return t->heap_n ? t->heap[0]->when : UINT64_MAX;
+}
+
+struct lt_request *lt_take_decided(struct lock_table *t)
+{
+	struct lt_request *req = t->dec_head;
+
+	if (!req)
+		return NULL;
+	t->dec_head = req->q_next;
+	if (!t->dec_head)
+		t->dec_tail = NULL;
+	req->q_next = NULL;
+	req->state = LT_REQ_DONE;
+	return req;
+}
+
+/* ------------------------------------------------------------ statistics */
+
+static void stats_fill(const struct frec *f, struct lt_stats *out)
+{
+	const struct fstats *s = &f->s;
+
+	memset(out, 0, sizeof(*out));
+	out->acquisitions = s->acquisitions;
+	out->contentions = s->contentions;
+	out->waits = s->waits;
+	out->wait_total_ns = s->wait_total;
+	out->wait_min_ns = s->waits ? s->wait_min : 0;
+	out->wait_max_ns = s->wait_max;
+	out->holds = s->holds;
+	out->hold_total_ns = s->hold_total;
+	out->hold_max_ns = s->hold_max;
+	out->fail_eagain = s->fail_eagain;
+	out->fail_edeadlk = s->fail_edeadlk;
+	out->fail_timeout = s->fail_timeout;
+	out->fail_intr = s->fail_intr;
+	if (f->hist)
+		memcpy(out->wait_hist, f->hist, sizeof(out->wait_hist));
+}
+
+int lt_stats_get(const struct lock_table *t, lt_file_t file, struct lt_stats *out)
+{
+	const struct frec *f = file_find(t, file);
+
+	if (!f)
+		return -ENOENT;
+	stats_fill(f, out);
+	return 0;
+}
+
+int lt_foreach_stats(const struct lock_table *t,
+		     int (*fn)(void *arg, lt_file_t file, const struct lt_stats *s),
+		     void *arg)
+{
+	struct lt_stats s;
+
+	for (size_t i = 0; i <= t->files.mask; i++) {
+		const struct hlink *l;
+
+		for (l = t->files.b[i]; l; l = l->next) {
+			const struct frec *f = container_of(l, struct frec, hl);
+			int rc;
+
+			stats_fill(f, &s);
+			rc = fn(arg, f->id, &s);
+			if (rc)
+				return rc;
+		}
+	}
+	return 0;
+}
+
+void lt_stats_reset(struct lock_table *t)
+{
+	for (size_t i = 0; i <= t->files.mask; i++) {
+		struct hlink **p = &t->files.b[i];
+
+		while (*p) {
+			struct frec *f = container_of(*p, struct frec, hl);
+
+			memset(&f->s, 0, sizeof(f->s));
+			free(f->hist);
+			f->hist = NULL;
+			if (f->st) {
+				p = &(*p)->next;
+				continue;
+			}
+			*p = f->hl.next;
+			t->files.n--;
+			free(f);
+		}
+	}
+}
+
+uint64_t lt_stats_wait_percentile(const struct lt_stats *s, double pct)
+{
+	uint64_t total = 0, cum = 0, want;
+
+	for (unsigned i = 0; i < LT_HIST_BUCKETS; i++)
+		total += s->wait_hist[i];
+	if (total == 0)
+		return 0;
+	if (!(pct > 0))
+		want = 1;
+	else if (pct >= 100)
+		want = total;
+	else {
+		double x = pct * (double)total / 100.0;
+
+		want = (uint64_t)x;
+		if ((double)want < x)
+			want++;
+		if (want == 0)
+			want = 1;
+	}
+	for (unsigned i = 0; i < LT_HIST_BUCKETS; i++) {
+		cum += s->wait_hist[i];
+		if (cum >= want)
+			return 2ull << i;
+	}
+	return 2ull << (LT_HIST_BUCKETS - 1);
+}
+
+/* ------------------------------------------------------------ inspection */
+
+size_t lt_file_count(const struct lock_table *t)
+{
+	return t->n_active;
+}
+
+size_t lt_holders(const struct lock_table *t, lt_file_t file,
+		  struct lt_holder_view *out, size_t max)
+{
+	const struct frec *f = file_find(t, file);
+	const struct dlist *n;
+	size_t i = 0;
+
+	if (!f || !f->st)
+		return 0;
+	for (n = f->st->holds.next; n != &f->st->holds; n = n->next, i++) {
+		const struct hold *h = container_of(n, struct hold, f_link);
+
+		if (i >= max)
+			continue;
+		out[i].owner = h->o->id;
+		out[i].cls = h->cls;
+		out[i].handles = h->handles;
+		out[i].since = h->since;
+		out[i].lease_until = h->handles ? 0 : h->dl.when;
+	}
+	return i;
+}
+
+size_t lt_waiters(const struct lock_table *t, lt_file_t file,
+		  const struct lt_request **out, size_t max)
+{
+	const struct frec *f = file_find(t, file);
+	const struct dlist *n;
+	size_t i = 0;
+
+	if (!f || !f->st)
+		return 0;
+	for (n = f->st->queue.next; n != &f->st->queue && i < max; n = n->next)
+		out[i++] = container_of(n, struct waiter, q_link)->req;
+	return f->st->n_wait;
+}
+
+int lt_foreach_file(const struct lock_table *t,
+		    int (*fn)(void *arg, lt_file_t file), void *arg)
+{
+	const struct dlist *n, *next;
+
+	for (n = t->active.next; n != &t->active; n = next) {
+		int rc;
+
+		next = n->next;
+		rc = fn(arg, container_of(n, struct fstate, active)->f->id);
+		if (rc)
+			return rc;
+	}
+	return 0;
+}

@@ -34,20 +34,25 @@
  *   - When an exclusive hold's handle count drops to zero:
  *       * if the most recently granted request in this hold was a write
  *         (LT_F_WRITE), the critical section is over: the hold ends at once;
- *       * else, if the request had lease_ns > 0, the hold becomes a lease
- *         that ends at now + lease_ns;
+ *       * else, if the request had lease_ns > 0 and was of class LT_EXCL,
+ *         the hold becomes a lease that ends at now + lease_ns;
  *       * a dead owner's hold goes to its heir instead (see lt_owner_exit),
  *         as a lease with the same deadline.
  *     Shared holds end when their count drops to zero (no lease).
  *   - A lease also ends when its owner is granted or queues a read request
  *     (LT_F_WRITE clear) on a *different* file: the owner has moved on, which
- *     keeps readers such as grep -r from holding back other readers. An owner
- *     has at most one lease at a time.
+ *     keeps readers such as grep -r from holding back other readers. A
+ *     barrier is no read: it does not end a lease elsewhere (reading a file,
+ *     writing a temporary and renaming it over the file keeps the lease). An
+ *     owner has at most one lease at a time: a new lease (its own or an
+ *     inherited one) ends the older one.
  *   - A request that would wait is refused with -EAGAIN when LT_F_NONBLOCK is
  *     set, and with -EDEADLK when waiting would close a cycle in the wait-for
- *     graph (owner -> file it waits for -> owners holding it -> ...). The walk
- *     visits at most LT_DEADLOCK_WALK_MAX edges; a longer chain is assumed to
- *     be no cycle.
+ *     graph (owner -> file it waits for -> owners holding it -> ...). Leases
+ *     count as holds. As queues are FIFO, a request with anything queued
+ *     before it waits for every holder of its file, whatever the classes.
+ *     The walk visits at most LT_DEADLOCK_WALK_MAX edges; a longer chain is
+ *     assumed to be no cycle.
  *   - A parked request with a deadline fails with -ETIMEDOUT at lt_tick()
  *     once now >= deadline; lt_cancel() removes one with -EINTR.
  */
@@ -99,13 +104,15 @@ struct lt_request {
 
 	/* Set by the table. */
 	int status;            /* 0 granted, or -EAGAIN -EDEADLK -ETIMEDOUT
-	                          -EINTR -ESTALE */
+	                          -EINTR -ESTALE (-ENOMEM if the table could
+	                          not allocate the hold at grant time) */
 	lt_file_t granted_file;/* the file the grant is on (differs from file
 	                          after lt_replace: then status is -ESTALE) */
 	uint64_t enqueued_at;  /* when it started waiting (== granted time if
 	                          granted at once) */
 	enum lt_state state;
-	struct lt_request *q_next, *q_prev; /* file queue / decided list */
+	struct lt_request *q_next, *q_prev; /* decided list (queues are kept
+	                                       in the table's own records) */
 };
 
 /* What one file looks like, for lockstat. */
@@ -128,7 +135,13 @@ void lt_free(struct lock_table *t);
  *                see lt_barrier_done);
  *   -EINPROGRESS parked: the decision comes later through lt_take_decided();
  *   -EAGAIN      would wait and LT_F_NONBLOCK was set;
- *   -EDEADLK     waiting would close a cycle.
+ *   -EDEADLK     waiting would close a cycle;
+ *   -EINTR       the owner was already reported exited (while the table
+ *                still remembers it: its handles are not all closed);
+ *   -EINVAL      file or owner is 0;
+ *   -ENOMEM.
+ * A read that has to wait ends the owner's lease on another file before the
+ * cycle check (the lease may be what closes the cycle).
  * req->status mirrors the return value unless it is -EINPROGRESS. */
 int lt_acquire(struct lock_table *t, struct lt_request *req, uint64_t now);
 
@@ -153,7 +166,10 @@ int lt_cancel(struct lock_table *t, struct lt_request *req, uint64_t now);
 /* The owner has exited. Its parked requests fail with -EINTR; its lease, and
  * any hold whose last handle closes later, go to `heir` (0 = none) as a lease
  * ending at the original deadline (or now + that hold's lease_ns when its
- * handles were still open). The heir must be alive when this is called. */
+ * handles were still open). The heir must be alive when this is called; if
+ * it exits before those handles close, what it would have inherited passes
+ * to its own heir (or ends, when it has none). An exited owner never gets a
+ * lease itself. */
 void lt_owner_exit(struct lock_table *t, lt_owner_t owner, lt_owner_t heir,
 		   uint64_t now);
 
@@ -162,7 +178,9 @@ void lt_owner_exit(struct lock_table *t, lt_owner_t owner, lt_owner_t heir,
  * of them is granted, its owner gets a lease on new_file
  * (max(lease_ns, LT_RETRY_LEASE_NS)) and the request status is -ESTALE, so
  * the kernel looks the name up again and the retried open re-enters the
- * lease at once. Holds on old_file are untouched. */
+ * lease at once (an LT_SHARED request gets -ESTALE and no lease: shared holds
+ * never lease). A moved request whose owner already holds new_file is decided
+ * at once. Holds on old_file are untouched. */
 void lt_replace(struct lock_table *t, lt_file_t old_file, lt_file_t new_file,
 		uint64_t now);
 
@@ -184,7 +202,9 @@ struct lt_request *lt_take_decided(struct lock_table *t);
  * lt_stats_reset(), including for files that are idle now. A contention is a
  * request that had to wait (parked), whatever its outcome. Wait times are
  * recorded when a parked request is decided; hold times when a hold ends
- * (lease time included). */
+ * (lease time included; a hold passed to an heir has not ended). Waits and
+ * failures of a request moved by lt_replace() count for the file it asked
+ * for, its grant for the file it got. */
 #define LT_HIST_BUCKETS 48 /* bucket i counts waits in [2^i, 2^(i+1)) ns */
 struct lt_stats {
 	uint64_t acquisitions;   /* grants, immediate or after waiting */

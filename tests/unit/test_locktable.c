@@ -1,8 +1,1890 @@
-/* placeholder */
+/* Unit tests for the lock table, driven by a fake clock. */
+#include <errno.h>
+#include <malloc.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 #include <setjmp.h>
 #include <cmocka.h>
-static void placeholder(void **s) { (void)s; fail_msg("not written yet"); }
-int main(void) { const struct CMUnitTest t[] = { cmocka_unit_test(placeholder) }; return cmocka_run_group_tests(t, NULL, NULL); }
+
+#include "locktable.h"
+
+#define FA 0x1001
+#define FB 0x1002
+#define FC 0x1003
+
+#define OA 11
+#define OB 12
+#define OC 13
+#define OD 14
+#define OP 20 /* a parent: the heir */
+#define OG 21 /* a grandparent */
+
+struct fx {
+	struct lock_table *t;
+	uint64_t now;
+};
+
+static int setup(void **state)
+{
+	struct fx *x = calloc(1, sizeof(*x));
+
+	if (!x)
+		return -1;
+	x->t = lt_new();
+	if (!x->t) {
+		free(x);
+		return -1;
+	}
+	x->now = 1000;
+	*state = x;
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	struct fx *x = *state;
+
+	lt_free(x->t);
+	free(x);
+	return 0;
+}
+
+static void mk(struct lt_request *r, lt_file_t f, lt_owner_t o, enum lt_class cls,
+	       unsigned flags, uint64_t lease, uint64_t deadline)
+{
+	memset(r, 0, sizeof(*r));
+	r->file = f;
+	r->owner = o;
+	r->cls = cls;
+	r->flags = flags;
+	r->lease_ns = lease;
+	r->deadline = deadline;
+	r->status = 12345; /* must be overwritten */
+}
+
+static int acq(struct fx *x, struct lt_request *r)
+{
+	return lt_acquire(x->t, r, x->now);
+}
+
+/* An exclusive write open: ends its section on close. */
+static int wr(struct fx *x, struct lt_request *r, lt_file_t f, lt_owner_t o)
+{
+	mk(r, f, o, LT_EXCL, LT_F_WRITE, 0, 0);
+	return acq(x, r);
+}
+
+/* An exclusive read-only open with a lease. */
+static int rd(struct fx *x, struct lt_request *r, lt_file_t f, lt_owner_t o,
+	      uint64_t lease)
+{
+	mk(r, f, o, LT_EXCL, 0, lease, 0);
+	return acq(x, r);
+}
+
+static int rel(struct fx *x, lt_file_t f, lt_owner_t o, bool write)
+{
+	return lt_release(x->t, f, o, write, x->now);
+}
+
+static void expect_decided(struct fx *x, struct lt_request *r, int status)
+{
+	struct lt_request *d = lt_take_decided(x->t);
+
+	assert_non_null(d);
+	assert_ptr_equal(d, r);
+	assert_int_equal(d->status, status);
+	assert_int_equal(d->state, LT_REQ_DONE);
+}
+
+static void expect_none(struct fx *x)
+{
+	assert_null(lt_take_decided(x->t));
+}
+
+static size_t nwait(struct fx *x, lt_file_t f)
+{
+	return lt_waiters(x->t, f, NULL, 0);
+}
+
+static size_t nhold(struct fx *x, lt_file_t f)
+{
+	return lt_holders(x->t, f, NULL, 0);
+}
+
+/* The single holder of f. */
+static struct lt_holder_view holder(struct fx *x, lt_file_t f)
+{
+	struct lt_holder_view v[2];
+
+	memset(v, 0, sizeof(v));
+	assert_int_equal(lt_holders(x->t, f, v, 2), 1);
+	return v[0];
+}
+
+static struct lt_stats stats(struct fx *x, lt_file_t f)
+{
+	struct lt_stats s;
+
+	assert_int_equal(lt_stats_get(x->t, f, &s), 0);
+	return s;
+}
+
+/* ---------------------------------------------------------------- basics */
+
+static void test_immediate_grant(void **state)
+{
+	struct fx *x = *state;
+	struct lt_request r;
+	struct lt_holder_view v;
+
+	assert_int_equal(lt_file_count(x->t), 0);
+	assert_int_equal(wr(x, &r, FA, OA), 0);
+	assert_int_equal(r.status, 0);
+	assert_int_equal(r.state, LT_REQ_DONE);
+	assert_int_equal(r.granted_file, FA);
+	assert_int_equal(r.enqueued_at, x->now);
+	expect_none(x); /* synchronous decisions are not on the decided list */
+	assert_int_equal(lt_file_count(x->t), 1);
+	v = holder(x, FA);
+	assert_int_equal(v.owner, OA);
+	assert_int_equal(v.cls, LT_EXCL);
+	assert_int_equal(v.handles, 1);
+	assert_int_equal(v.since, 1000);
+	x->now = 1500;
+	assert_int_equal(rel(x, FA, OA, true), 0);
+	assert_int_equal(lt_file_count(x->t), 0);
+	assert_int_equal(nhold(x, FA), 0);
+	/* Releasing what is not held is refused. */
+	assert_int_equal(rel(x, FA, OA, true), -ENOENT);
+	assert_int_equal(rel(x, FB, OA, true), -ENOENT);
+	assert_int_equal(lt_next_deadline(x->t), UINT64_MAX);
+}
+
+static void test_invalid(void **state)
+{
+	struct fx *x = *state;
+	struct lt_request r;
+
+	mk(&r, 0, OA, LT_EXCL, 0, 0, 0);
+	assert_int_equal(acq(x, &r), -EINVAL);
+	assert_int_equal(r.status, -EINVAL);
+	mk(&r, FA, 0, LT_EXCL, 0, 0, 0);
+	assert_int_equal(acq(x, &r), -EINVAL);
+	assert_int_equal(lt_file_count(x->t), 0);
+	assert_int_equal(lt_cancel(x->t, &r, x->now), -ENOENT);
+}
+
+static void test_reentry(void **state)
+{
+	struct fx *x = *state;
+	struct lt_request a1, a2, a3, b;
+
+	assert_int_equal(wr(x, &a1, FA, OA), 0);
+	assert_int_equal(wr(x, &b, FA, OB), -EINPROGRESS);
+	assert_int_equal(b.state, LT_REQ_WAITING);
+	/* A holder is let in again even though B queues. */
+	assert_int_equal(rd(x, &a2, FA, OA, 0), 0);
+	mk(&a3, FA, OA, LT_SHARED, 0, 0, 0);
+	assert_int_equal(acq(x, &a3), 0);
+	assert_int_equal(holder(x, FA).handles, 3);
+	assert_int_equal(holder(x, FA).cls, LT_EXCL);
+	assert_int_equal(rel(x, FA, OA, true), 0);
+	assert_int_equal(rel(x, FA, OA, false), 0);
+	expect_none(x);
+	assert_int_equal(nwait(x, FA), 1);
+	assert_int_equal(rel(x, FA, OA, false), 0);
+	expect_decided(x, &b, 0);
+	assert_int_equal(b.granted_file, FA);
+	assert_int_equal(holder(x, FA).owner, OB);
+	assert_int_equal(stats(x, FA).acquisitions, 4);
+}
+
+static void test_fifo_order(void **state)
+{
+	struct fx *x = *state;
+	struct lt_request a, w[4];
+	const struct lt_request *q[8];
+	lt_owner_t owners[4] = { OB, OC, OD, OP };
+
+	assert_int_equal(wr(x, &a, FA, OA), 0);
+	for (int i = 0; i < 4; i++) {
+		x->now += 10;
+		assert_int_equal(wr(x, &w[i], FA, owners[i]), -EINPROGRESS);
+		assert_int_equal(w[i].enqueued_at, x->now);
+	}
+	assert_int_equal(lt_waiters(x->t, FA, q, 8), 4);
+	for (int i = 0; i < 4; i++)
+		assert_ptr_equal(q[i], &w[i]);
+	/* A short buffer still gets the head and the true total. */
+	assert_int_equal(lt_waiters(x->t, FA, q, 2), 4);
+	assert_ptr_equal(q[0], &w[0]);
+	assert_ptr_equal(q[1], &w[1]);
+
+	lt_owner_t prev = OA;
+	for (int i = 0; i < 4; i++) {
+		x->now += 100;
+		expect_none(x);
+		assert_int_equal(rel(x, FA, prev, true), 0);
+		expect_decided(x, &w[i], 0);
+		expect_none(x);
+		assert_int_equal(holder(x, FA).owner, owners[i]);
+		assert_int_equal(nwait(x, FA), 3 - i);
+		prev = owners[i];
+	}
+	assert_int_equal(rel(x, FA, prev, true), 0);
+	assert_int_equal(lt_file_count(x->t), 0);
+}
+
+static void test_shared_batch_and_writer_fairness(void **state)
+{
+	struct fx *x = *state;
+	struct lt_request r1, r2, w1, r3, r4, w2, r5;
+
+	mk(&r1, FA, OA, LT_SHARED, 0, 0, 0);
+	mk(&r2, FA, OB, LT_SHARED, 0, 0, 0);
+	assert_int_equal(acq(x, &r1), 0);
+	assert_int_equal(acq(x, &r2), 0);
+	assert_int_equal(nhold(x, FA), 2);
+	assert_int_equal(wr(x, &w1, FA, OC), -EINPROGRESS);
+	/* A reader arriving while a writer waits queues behind the writer. */
+	mk(&r3, FA, OD, LT_SHARED, 0, 0, 0);
+	assert_int_equal(acq(x, &r3), -EINPROGRESS);
+	mk(&r4, FA, OP, LT_SHARED, 0, 0, 0);
+	assert_int_equal(acq(x, &r4), -EINPROGRESS);
+	assert_int_equal(wr(x, &w2, FA, OG), -EINPROGRESS);
+	mk(&r5, FA, 30, LT_SHARED, 0, 0, 0);
+	assert_int_equal(acq(x, &r5), -EINPROGRESS);
+
+	assert_int_equal(rel(x, FA, OA, false), 0);
+	expect_none(x);
+	assert_int_equal(rel(x, FA, OB, false), 0);
+	expect_decided(x, &w1, 0);
+	expect_none(x);
+	/* The writer leaves: the run of readers goes in together, up to the
+	 * next writer; the reader behind that writer keeps waiting. */
+	assert_int_equal(rel(x, FA, OC, true), 0);
+	expect_decided(x, &r3, 0);
+	expect_decided(x, &r4, 0);
+	expect_none(x);
+	assert_int_equal(nhold(x, FA), 2);
+	assert_int_equal(nwait(x, FA), 2);
+	assert_int_equal(rel(x, FA, OD, false), 0);
+	expect_none(x);
+	assert_int_equal(rel(x, FA, OP, false), 0);
+	expect_decided(x, &w2, 0);
+	assert_int_equal(rel(x, FA, OG, true), 0);
+	expect_decided(x, &r5, 0);
+	assert_int_equal(rel(x, FA, 30, false), 0);
+	assert_int_equal(lt_file_count(x->t), 0);
+}
+
+static void test_upgrade(void **state)
+{
+	struct fx *x = *state;
+	struct lt_request a, b, c, au, r;
+	const struct lt_request *q[4];
+
+	mk(&a, FA, OA, LT_SHARED, 0, 0, 0);
+	mk(&b, FA, OB, LT_SHARED, 0, 0, 0);
+	assert_int_equal(acq(x, &a), 0);
+	assert_int_equal(acq(x, &b), 0);
+	assert_int_equal(wr(x, &c, FA, OC), -EINPROGRESS);
+	/* A's upgrade must wait for B, ahead of the queued writer. */
+	assert_int_equal(wr(x, &au, FA, OA), -EINPROGRESS);
+	assert_int_equal(lt_waiters(x->t, FA, q, 4), 2);
+	assert_ptr_equal(q[0], &au);
+	assert_ptr_equal(q[1], &c);
+	assert_int_equal(rel(x, FA, OB, false), 0);
+	expect_decided(x, &au, 0);
+	expect_none(x);
+	assert_int_equal(holder(x, FA).owner, OA);
+	assert_int_equal(holder(x, FA).cls, LT_EXCL);
+	assert_int_equal(holder(x, FA).handles, 2);
+	/* Being exclusive now, A also keeps new readers out. */
+	mk(&r, FA, OD, LT_SHARED, 0, 0, 0);
+	assert_int_equal(acq(x, &r), -EINPROGRESS);
+	assert_int_equal(rel(x, FA, OA, true), 0);
+	expect_none(x);
+	assert_int_equal(rel(x, FA, OA, false), 0);
+	expect_decided(x, &c, 0);
+	assert_int_equal(rel(x, FA, OC, true), 0);
+	expect_decided(x, &r, 0);
+}
+
+static void test_upgrade_alone_is_immediate(void **state)
+{
+	struct fx *x = *state;
+	struct lt_request a, c, au;
+
+	mk(&a, FA, OA, LT_SHARED, 0, 0, 0);
+	assert_int_equal(acq(x, &a), 0);
+	assert_int_equal(wr(x, &c, FA, OC), -EINPROGRESS);
+	/* The sole holder upgrades at once: the writer waits for it anyway. */
+	assert_int_equal(wr(x, &au, FA, OA), 0);
+	assert_int_equal(holder(x, FA).cls, LT_EXCL);
+	assert_int_equal(rel(x, FA, OA, false), 0);
+	assert_int_equal(rel(x, FA, OA, true), 0);
+	expect_decided(x, &c, 0);
+}
+
+/* ----------------------------------------------------------------- leases */
+
+static void test_lease_start_and_expiry(void **state)
+{
+	struct fx *x = *state;
+	struct lt_request a, b;
+	struct lt_holder_view v;
+	struct lt_stats s;
+
+	assert_int_equal(rd(x, &a, FA, OA, 100), 0);
+	x->now = 1050;
+	assert_int_equal(rel(x, FA, OA, false), 0);
+	v = holder(x, FA);
+	assert_int_equal(v.owner, OA);
+	assert_int_equal(v.handles, 0);
+	assert_int_equal(v.lease_until, 1150);
+	assert_int_equal(v.since, 1000);
+	assert_int_equal(lt_next_deadline(x->t), 1150);
+	assert_int_equal(lt_file_count(x->t), 1);
+
+	x->now = 1060;
+	assert_int_equal(wr(x, &b, FA, OB), -EINPROGRESS);
+	lt_tick(x->t, 1149);
+	expect_none(x);
+	assert_int_equal(holder(x, FA).owner, OA);
+	x->now = 1150;
+	lt_tick(x->t, x->now);
+	expect_decided(x, &b, 0);
+	assert_int_equal(holder(x, FA).owner, OB);
+	assert_int_equal(lt_next_deadline(x->t), UINT64_MAX);
+	s = stats(x, FA);
+	assert_int_equal(s.holds, 1);
+	assert_int_equal(s.hold_total_ns, 150); /* lease time included */
+	assert_int_equal(s.waits, 1);
+	assert_int_equal(s.wait_min_ns, 90);
+	assert_int_equal(rel(x, FA, OB, true), 0);
+	assert_int_equal(lt_file_count(x->t), 0);
+}
+
+static void test_lease_expires_alone(void **state)
+{
+	struct fx *x = *state;
+	struct lt_request a;
+
+	assert_int_equal(rd(x, &a, FA, OA, 100), 0);
+	assert_int_equal(rel(x, FA, OA, false), 0);
+	assert_int_equal(lt_next_deadline(x->t), 1100);
+	lt_tick(x->t, 1100);
+	assert_int_equal(lt_file_count(x->t), 0);
+	assert_int_equal(lt_next_deadline(x->t), UINT64_MAX);
+	/* A lease is not a handle. */
+	assert_int_equal(rel(x, FA, OA, false), -ENOENT);
+}
+
+static void test_no_lease_without_lease_ns_or_shared(void **state)
+{
+	struct fx *x = *state;
+	struct lt_request a, s;
+
+	assert_int_equal(rd(x, &a, FA, OA, 0), 0);
+	assert_int_equal(rel(x, FA, OA, false), 0);
+	assert_int_equal(lt_file_count(x->t), 0);
+	/* Shared holds end with their last handle, lease or not. */
+	mk(&s, FA, OA, LT_SHARED, 0, 100, 0);
+	assert_int_equal(acq(x, &s), 0);
+	assert_int_equal(rel(x, FA, OA, false), 0);
+	assert_int_equal(lt_file_count(x->t), 0);
+	assert_int_equal(lt_next_deadline(x->t), UINT64_MAX);
+	/* Nor does a shared request that was the last into an exclusive hold. */
+	assert_int_equal(rd(x, &a, FA, OA, 100), 0);
+	mk(&s, FA, OA, LT_SHARED, 0, 100, 0);
+	assert_int_equal(acq(x, &s), 0);
+	assert_int_equal(holder(x, FA).cls, LT_EXCL);
+	assert_int_equal(rel(x, FA, OA, false), 0);
+	assert_int_equal(rel(x, FA, OA, false), 0);
+	assert_int_equal(lt_file_count(x->t), 0);
+}
+
+static void test_lease_ended_by_read_elsewhere(void **state)
+{
+	struct fx *x = *state;
+	struct lt_request a, b, a2, w, a3;
+
+	assert_int_equal(rd(x, &a, FA, OA, 100), 0);
+	assert_int_equal(rel(x, FA, OA, false), 0);
+	assert_int_equal(wr(x, &b, FA, OB), -EINPROGRESS);
+	/* A write elsewhere keeps the lease (write tmp, rename over FA). */
+	assert_int_equal(wr(x, &w, FB, OA), 0);
+	expect_none(x);
+	assert_int_equal(holder(x, FA).owner, OA);
+	assert_int_equal(rel(x, FB, OA, true), 0);
+	/* A read of another file: A has moved on. */
+	x->now = 1010;
+	assert_int_equal(rd(x, &a2, FC, OA, 100), 0);
+	expect_decided(x, &b, 0);
+	assert_int_equal(holder(x, FA).owner, OB);
+	assert_int_equal(stats(x, FA).holds, 1);
+	assert_int_equal(stats(x, FA).hold_total_ns, 10);
+	/* A read re-entering the same file does not end its own lease. */
+	assert_int_equal(rel(x, FC, OA, false), 0);
+	assert_int_equal(rd(x, &a3, FC, OA, 100), 0);
+	assert_int_equal(holder(x, FC).handles, 1);
+}
+
+static void test_lease_ended_by_queued_read(void **state)
+{
+	struct fx *x = *state;
+	struct lt_request a, b, c, a2;
+
+	assert_int_equal(rd(x, &a, FA, OA, 100), 0);
+	assert_int_equal(rel(x, FA, OA, false), 0);
+	assert_int_equal(wr(x, &b, FA, OB), -EINPROGRESS);
+	assert_int_equal(wr(x, &c, FB, OC), 0);
+	/* A's read of FB has to wait, but it ends the lease all the same. */
+	assert_int_equal(rd(x, &a2, FB, OA, 100), -EINPROGRESS);
+	expect_decided(x, &b, 0);
+	assert_int_equal(holder(x, FA).owner, OB);
+	assert_int_equal(lt_next_deadline(x->t), UINT64_MAX);
+	/* A refused non-blocking read leaves a lease alone. */
+	assert_int_equal(rel(x, FA, OB, true), 0);
+	assert_int_equal(rel(x, FB, OC, true), 0);
+	expect_decided(x, &a2, 0);
+	assert_int_equal(rel(x, FB, OA, false), 0); /* A: lease on FB */
+	struct lt_request d, an;
+	assert_int_equal(wr(x, &d, FC, OD), 0);
+	mk(&an, FC, OA, LT_EXCL, LT_F_NONBLOCK, 100, 0);
+	assert_int_equal(acq(x, &an), -EAGAIN);
+	assert_int_equal(holder(x, FB).owner, OA);
+	assert_int_equal(holder(x, FB).handles, 0);
+}
+
+static void test_lease_continued_by_own_write(void **state)
+{
+	struct fx *x = *state;
+	struct lt_request a, b, aw;
+
+	assert_int_equal(rd(x, &a, FA, OA, 100), 0);
+	assert_int_equal(rel(x, FA, OA, false), 0);
+	assert_int_equal(wr(x, &b, FA, OB), -EINPROGRESS);
+	x->now = 1050;
+	/* The read-modify-write: A's write open re-enters its lease. */
+	assert_int_equal(wr(x, &aw, FA, OA), 0);
+	assert_int_equal(holder(x, FA).handles, 1);
+	assert_int_equal(lt_next_deadline(x->t), UINT64_MAX);
+	/* The old lease end passes without effect. */
+	lt_tick(x->t, 5000);
+	expect_none(x);
+	assert_int_equal(holder(x, FA).owner, OA);
+	/* Closing the write ends the section: no lease, next waiter in. */
+	x->now = 6000;
+	assert_int_equal(rel(x, FA, OA, true), 0);
+	expect_decided(x, &b, 0);
+	assert_int_equal(stats(x, FA).hold_total_ns, 5000);
+}
+
+static void test_write_close_hands_over(void **state)
+{
+	struct fx *x = *state;
+	struct lt_request a, b, c;
+
+	/* lease_ns on a write open does not matter: closing it ends it. */
+	mk(&a, FA, OA, LT_EXCL, LT_F_WRITE, 100, 0);
+	assert_int_equal(acq(x, &a), 0);
+	assert_int_equal(wr(x, &b, FA, OB), -EINPROGRESS);
+	assert_int_equal(wr(x, &c, FA, OC), -EINPROGRESS);
+	assert_int_equal(rel(x, FA, OA, true), 0);
+	expect_decided(x, &b, 0);
+	expect_none(x);
+	assert_int_equal(holder(x, FA).owner, OB);
+	assert_int_equal(lt_next_deadline(x->t), UINT64_MAX);
+}
+
+static void overlap(struct fx *x, bool read_last, bool release_write_first)
+{
+	struct lt_request r, w;
+
+	if (read_last) {
+		mk(&w, FA, OA, LT_EXCL, LT_F_WRITE, 100, 0);
+		assert_int_equal(acq(x, &w), 0);
+		assert_int_equal(rd(x, &r, FA, OA, 100), 0);
+	} else {
+		assert_int_equal(rd(x, &r, FA, OA, 100), 0);
+		mk(&w, FA, OA, LT_EXCL, LT_F_WRITE, 100, 0);
+		assert_int_equal(acq(x, &w), 0);
+	}
+	assert_int_equal(rel(x, FA, OA, release_write_first), 0);
+	assert_int_equal(holder(x, FA).handles, 1);
+	assert_int_equal(rel(x, FA, OA, !release_write_first), 0);
+	if (read_last) {
+		assert_int_equal(holder(x, FA).handles, 0);
+		assert_int_equal(holder(x, FA).lease_until, x->now + 100);
+		lt_tick(x->t, x->now + 100);
+	}
+	assert_int_equal(lt_file_count(x->t), 0);
+}
+
+static void test_overlapping_handles(void **state)
+{
+	struct fx *x = *state;
+
+	/* The most recently granted request decides, not the last closed. */
+	overlap(x, true, true);
+	x->now += 1000;
+	overlap(x, true, false);
+	x->now += 1000;
+	overlap(x, false, true);
+	x->now += 1000;
+	overlap(x, false, false);
+}
+
+static void test_one_lease_per_owner(void **state)
+{
+	struct fx *x = *state;
+	struct lt_request r1, r2;
+
+	/* Two read handles open at once, closed in turn: the second lease
+	 * replaces the first. */
+	assert_int_equal(rd(x, &r1, FA, OA, 100), 0);
+	assert_int_equal(rd(x, &r2, FB, OA, 100), 0);
+	assert_int_equal(rel(x, FB, OA, false), 0);
+	assert_int_equal(holder(x, FB).handles, 0);
+	assert_int_equal(rel(x, FA, OA, false), 0);
+	assert_int_equal(holder(x, FA).handles, 0);
+	assert_int_equal(nhold(x, FB), 0);
+	assert_int_equal(lt_file_count(x->t), 1);
+}
+
+/* ------------------------------------------------------- refusals, cycles */
+
+static void test_nonblock(void **state)
+{
+	struct fx *x = *state;
+	struct lt_request a, b, w, r;
+	struct lt_stats s;
+
+	assert_int_equal(wr(x, &a, FA, OA), 0);
+	mk(&b, FA, OB, LT_EXCL, LT_F_WRITE | LT_F_NONBLOCK, 0, 0);
+	assert_int_equal(acq(x, &b), -EAGAIN);
+	assert_int_equal(b.status, -EAGAIN);
+	assert_int_equal(b.state, LT_REQ_DONE);
+	assert_int_equal(nwait(x, FA), 0);
+	expect_none(x);
+	s = stats(x, FA);
+	assert_int_equal(s.fail_eagain, 1);
+	assert_int_equal(s.contentions, 0);
+	assert_int_equal(s.acquisitions, 1);
+	assert_int_equal(rel(x, FA, OA, true), 0);
+
+	/* A reader that fits the holders but would queue behind a writer. */
+	mk(&a, FB, OA, LT_SHARED, 0, 0, 0);
+	assert_int_equal(acq(x, &a), 0);
+	assert_int_equal(wr(x, &w, FB, OB), -EINPROGRESS);
+	mk(&r, FB, OC, LT_SHARED, LT_F_NONBLOCK, 0, 0);
+	assert_int_equal(acq(x, &r), -EAGAIN);
+	/* The holder itself is never refused. */
+	mk(&r, FB, OA, LT_SHARED, LT_F_NONBLOCK, 0, 0);
+	assert_int_equal(acq(x, &r), 0);
+}
+
+static void test_deadlock_two_cycle(void **state)
+{
+	struct fx *x = *state;
+	struct lt_request a, b, ab, ba;
+
+	assert_int_equal(wr(x, &a, FA, OA), 0);
+	assert_int_equal(wr(x, &b, FB, OB), 0);
+	assert_int_equal(wr(x, &ab, FB, OA), -EINPROGRESS);
+	assert_int_equal(wr(x, &ba, FA, OB), -EDEADLK);
+	assert_int_equal(ba.status, -EDEADLK);
+	assert_int_equal(ba.state, LT_REQ_DONE);
+	assert_int_equal(nwait(x, FA), 0);
+	assert_int_equal(stats(x, FA).fail_edeadlk, 1);
+	assert_int_equal(stats(x, FA).contentions, 0);
+	/* B backs off: A gets FB. */
+	assert_int_equal(rel(x, FB, OB, true), 0);
+	expect_decided(x, &ab, 0);
+}
+
+static void test_deadlock_three_cycle_and_chain(void **state)
+{
+	struct fx *x = *state;
+	struct lt_request a, b, c, ab, bc, ca;
+
+	assert_int_equal(wr(x, &a, FA, OA), 0);
+	assert_int_equal(wr(x, &b, FB, OB), 0);
+	assert_int_equal(wr(x, &c, FC, OC), 0);
+	assert_int_equal(wr(x, &ab, FB, OA), -EINPROGRESS);
+	assert_int_equal(wr(x, &bc, FC, OB), -EINPROGRESS);
+	/* A waits for B, B for C: a chain, and D joining it is no cycle. */
+	struct lt_request d;
+	assert_int_equal(wr(x, &d, FA, OD), -EINPROGRESS);
+	assert_int_equal(wr(x, &ca, FA, OC), -EDEADLK);
+	assert_int_equal(nwait(x, FA), 1);
+	assert_int_equal(rel(x, FC, OC, true), 0);
+	expect_decided(x, &bc, 0);
+	assert_int_equal(rel(x, FC, OB, true), 0);
+	assert_int_equal(rel(x, FB, OB, true), 0);
+	expect_decided(x, &ab, 0);
+	assert_int_equal(rel(x, FB, OA, true), 0);
+	assert_int_equal(rel(x, FA, OA, true), 0);
+	expect_decided(x, &d, 0);
+}
+
+static void test_deadlock_through_lease(void **state)
+{
+	struct fx *x = *state;
+	struct lt_request a, aw, b, ba;
+
+	/* A's lease on FA counts as a hold; A's write wait on FB keeps it. */
+	assert_int_equal(rd(x, &a, FA, OA, 1000), 0);
+	assert_int_equal(rel(x, FA, OA, false), 0);
+	assert_int_equal(wr(x, &b, FB, OB), 0);
+	assert_int_equal(wr(x, &aw, FB, OA), -EINPROGRESS);
+	assert_int_equal(wr(x, &ba, FA, OB), -EDEADLK);
+}
+
+static void test_deadlock_through_queue_order(void **state)
+{
+	struct fx *x = *state;
+	struct lt_request a, w, b, bf, ag;
+
+	/* A reads FA (shared); W queues for FA; B holds FB and asks to read FA:
+	 * it fits A but waits behind W. If A now waits for FB, nobody moves. */
+	mk(&a, FA, OA, LT_SHARED, 0, 0, 0);
+	assert_int_equal(acq(x, &a), 0);
+	assert_int_equal(wr(x, &w, FA, OC), -EINPROGRESS);
+	assert_int_equal(wr(x, &b, FB, OB), 0);
+	mk(&bf, FA, OB, LT_SHARED, 0, 0, 0);
+	assert_int_equal(acq(x, &bf), -EINPROGRESS);
+	assert_int_equal(wr(x, &ag, FB, OA), -EDEADLK);
+}
+
+static void test_deadlock_double_upgrade(void **state)
+{
+	struct fx *x = *state;
+	struct lt_request a, b, au, bu;
+
+	mk(&a, FA, OA, LT_SHARED, 0, 0, 0);
+	mk(&b, FA, OB, LT_SHARED, 0, 0, 0);
+	assert_int_equal(acq(x, &a), 0);
+	assert_int_equal(acq(x, &b), 0);
+	assert_int_equal(wr(x, &au, FA, OA), -EINPROGRESS);
+	assert_int_equal(wr(x, &bu, FA, OB), -EDEADLK);
+	assert_int_equal(rel(x, FA, OB, false), 0);
+	expect_decided(x, &au, 0);
+}
+
+static void test_deadlock_walk_is_bounded(void **state)
+{
+	struct fx *x = *state;
+	enum { N = 3000 };
+	struct lt_request *hold = calloc(N, sizeof(*hold));
+	struct lt_request *wait = calloc(N, sizeof(*wait));
+	struct lt_request close;
+
+	assert_non_null(hold);
+	assert_non_null(wait);
+	/* owner i holds file i and waits for file i+1 */
+	for (int i = 0; i < N; i++)
+		assert_int_equal(wr(x, &hold[i], 100 + i, 1000 + i), 0);
+	for (int i = 0; i < N - 1; i++)
+		assert_int_equal(wr(x, &wait[i], 100 + i + 1, 1000 + i), -EINPROGRESS);
+	/* Closing a cycle this long is beyond the walk: it parks. */
+	assert_int_equal(wr(x, &close, 100, 1000 + N - 1), -EINPROGRESS);
+	assert_int_equal(lt_cancel(x->t, &close, x->now), 0);
+	expect_decided(x, &close, -EINTR);
+	/* A short cycle in the same table is still found. */
+	assert_int_equal(wr(x, &close, 100 + N - 10, 1000 + N - 1), -EDEADLK);
+	free(hold);
+	free(wait);
+}
+
+/* ------------------------------------------------------ cancel, timeouts */
+
+static void test_cancel(void **state)
+{
+	struct fx *x = *state;
+	struct lt_request a, b, c;
+
+	assert_int_equal(wr(x, &a, FA, OA), 0);
+	assert_int_equal(wr(x, &b, FA, OB), -EINPROGRESS);
+	assert_int_equal(wr(x, &c, FA, OC), -EINPROGRESS);
+	x->now = 1070;
+	assert_int_equal(lt_cancel(x->t, &b, x->now), 0);
+	expect_decided(x, &b, -EINTR);
+	assert_int_equal(lt_cancel(x->t, &b, x->now), -ENOENT);
+	assert_int_equal(nwait(x, FA), 1);
+	assert_int_equal(stats(x, FA).fail_intr, 1);
+	assert_int_equal(stats(x, FA).wait_max_ns, 70);
+	assert_int_equal(rel(x, FA, OA, true), 0);
+	expect_decided(x, &c, 0);
+	/* Decided but not taken yet: too late to cancel. */
+	struct lt_request d;
+	assert_int_equal(wr(x, &d, FA, OD), -EINPROGRESS);
+	assert_int_equal(rel(x, FA, OC, true), 0);
+	assert_int_equal(lt_cancel(x->t, &d, x->now), -ENOENT);
+	expect_decided(x, &d, 0);
+}
+
+static void test_cancel_head_lets_readers_in(void **state)
+{
+	struct fx *x = *state;
+	struct lt_request a, b, au, r;
+
+	mk(&a, FA, OA, LT_SHARED, 0, 0, 0);
+	mk(&b, FA, OB, LT_SHARED, 0, 0, 0);
+	assert_int_equal(acq(x, &a), 0);
+	assert_int_equal(acq(x, &b), 0);
+	assert_int_equal(wr(x, &au, FA, OA), -EINPROGRESS);
+	mk(&r, FA, OC, LT_SHARED, 0, 0, 0);
+	assert_int_equal(acq(x, &r), -EINPROGRESS);
+	assert_int_equal(lt_cancel(x->t, &au, x->now), 0);
+	expect_decided(x, &au, -EINTR);
+	expect_decided(x, &r, 0);
+	assert_int_equal(nhold(x, FA), 3);
+	/* The cancelled upgrade left A a reader. */
+	struct lt_holder_view v[3];
+	assert_int_equal(lt_holders(x->t, FA, v, 3), 3);
+	for (int i = 0; i < 3; i++)
+		assert_int_equal(v[i].cls, LT_SHARED);
+}
+
+static void test_timeout(void **state)
+{
+	struct fx *x = *state;
+	struct lt_request a, b, c, d;
+
+	assert_int_equal(wr(x, &a, FA, OA), 0);
+	mk(&b, FA, OB, LT_EXCL, LT_F_WRITE, 0, 1300);
+	assert_int_equal(acq(x, &b), -EINPROGRESS);
+	mk(&c, FA, OC, LT_EXCL, LT_F_WRITE, 0, 1200);
+	assert_int_equal(acq(x, &c), -EINPROGRESS);
+	mk(&d, FA, OD, LT_EXCL, LT_F_WRITE, 0, 0);
+	assert_int_equal(acq(x, &d), -EINPROGRESS);
+	assert_int_equal(lt_next_deadline(x->t), 1200);
+	lt_tick(x->t, 1199);
+	expect_none(x);
+	lt_tick(x->t, 1200);
+	expect_decided(x, &c, -ETIMEDOUT);
+	expect_none(x);
+	assert_int_equal(lt_next_deadline(x->t), 1300);
+	lt_tick(x->t, 1400);
+	expect_decided(x, &b, -ETIMEDOUT);
+	assert_int_equal(lt_next_deadline(x->t), UINT64_MAX);
+	assert_int_equal(nwait(x, FA), 1);
+	struct lt_stats s = stats(x, FA);
+	assert_int_equal(s.fail_timeout, 2);
+	assert_int_equal(s.waits, 2);
+	assert_int_equal(s.wait_min_ns, 200);
+	assert_int_equal(s.wait_max_ns, 400);
+	x->now = 1500;
+	assert_int_equal(rel(x, FA, OA, true), 0);
+	expect_decided(x, &d, 0);
+}
+
+static void test_timeout_of_head_lets_readers_in(void **state)
+{
+	struct fx *x = *state;
+	struct lt_request a, w, r;
+
+	mk(&a, FA, OA, LT_SHARED, 0, 0, 0);
+	assert_int_equal(acq(x, &a), 0);
+	mk(&w, FA, OB, LT_EXCL, LT_F_WRITE, 0, 1100);
+	assert_int_equal(acq(x, &w), -EINPROGRESS);
+	mk(&r, FA, OC, LT_SHARED, 0, 0, 0);
+	assert_int_equal(acq(x, &r), -EINPROGRESS);
+	lt_tick(x->t, 1100);
+	expect_decided(x, &w, -ETIMEDOUT);
+	expect_decided(x, &r, 0);
+}
+
+static void test_lease_end_beats_timeout_at_same_instant(void **state)
+{
+	struct fx *x = *state;
+	struct lt_request a, b;
+
+	assert_int_equal(rd(x, &a, FA, OA, 100), 0);
+	assert_int_equal(rel(x, FA, OA, false), 0);
+	mk(&b, FA, OB, LT_EXCL, LT_F_WRITE, 0, 1100);
+	assert_int_equal(acq(x, &b), -EINPROGRESS);
+	lt_tick(x->t, 1100);
+	expect_decided(x, &b, 0);
+}
+
+static void test_lease_end_beats_timeout_deadline_first(void **state)
+{
+	struct fx *x = *state;
+	struct lt_request a, ar, b;
+
+	/* The wait deadline is scheduled before the lease it races with. */
+	assert_int_equal(wr(x, &a, FA, OA), 0);
+	mk(&b, FA, OB, LT_EXCL, LT_F_WRITE, 0, 1100);
+	assert_int_equal(acq(x, &b), -EINPROGRESS);
+	assert_int_equal(rd(x, &ar, FA, OA, 100), 0);
+	assert_int_equal(rel(x, FA, OA, true), 0);
+	assert_int_equal(rel(x, FA, OA, false), 0);
+	assert_int_equal(holder(x, FA).lease_until, 1100);
+	lt_tick(x->t, 1100);
+	expect_decided(x, &b, 0);
+}
+
+static void test_next_deadline_mixes_leases_and_waits(void **state)
+{
+	struct fx *x = *state;
+	struct lt_request a, c, b, d;
+
+	assert_int_equal(rd(x, &a, FA, OA, 500), 0);
+	assert_int_equal(rel(x, FA, OA, false), 0); /* lease to 1500 */
+	assert_int_equal(rd(x, &c, FB, OC, 300), 0);
+	assert_int_equal(rel(x, FB, OC, false), 0); /* lease to 1300 */
+	mk(&b, FA, OB, LT_EXCL, LT_F_WRITE, 0, 1400);
+	assert_int_equal(acq(x, &b), -EINPROGRESS);
+	mk(&d, FB, OD, LT_EXCL, LT_F_WRITE, 0, 1200);
+	assert_int_equal(acq(x, &d), -EINPROGRESS);
+	assert_int_equal(lt_next_deadline(x->t), 1200);
+	lt_tick(x->t, lt_next_deadline(x->t));
+	expect_decided(x, &d, -ETIMEDOUT);
+	assert_int_equal(lt_next_deadline(x->t), 1300);
+	lt_tick(x->t, lt_next_deadline(x->t));
+	assert_int_equal(nhold(x, FB), 0);
+	assert_int_equal(lt_next_deadline(x->t), 1400);
+	lt_tick(x->t, lt_next_deadline(x->t));
+	expect_decided(x, &b, -ETIMEDOUT);
+	assert_int_equal(lt_next_deadline(x->t), 1500);
+	lt_tick(x->t, lt_next_deadline(x->t));
+	assert_int_equal(lt_next_deadline(x->t), UINT64_MAX);
+	assert_int_equal(lt_file_count(x->t), 0);
+}
+
+/* ------------------------------------------------------------ owner exits */
+
+static void test_exit_with_heir_passes_lease(void **state)
+{
+	struct fx *x = *state;
+	struct lt_request a, b, p, p2;
+	struct lt_holder_view v;
+
+	assert_int_equal(rd(x, &a, FA, OA, 100), 0);
+	assert_int_equal(rel(x, FA, OA, false), 0); /* lease to 1100 */
+	assert_int_equal(wr(x, &b, FA, OB), -EINPROGRESS);
+	x->now = 1020;
+	lt_owner_exit(x->t, OA, OP, x->now);
+	expect_none(x);
+	v = holder(x, FA);
+	assert_int_equal(v.owner, OP);
+	assert_int_equal(v.handles, 0);
+	assert_int_equal(v.lease_until, 1100);
+	assert_int_equal(v.since, 1000);
+	assert_int_equal(lt_next_deadline(x->t), 1100);
+	/* The heir's write re-enters (n=$(cat c); echo ... > c). */
+	assert_int_equal(wr(x, &p, FA, OP), 0);
+	assert_int_equal(holder(x, FA).handles, 1);
+	assert_int_equal(rel(x, FA, OP, true), 0);
+	expect_decided(x, &b, 0);
+	assert_int_equal(rel(x, FA, OB, true), 0);
+
+	/* Again, and this time the heir exits without heir: the lease ends. */
+	assert_int_equal(rd(x, &a, FA, OC, 100), 0);
+	assert_int_equal(rel(x, FA, OC, false), 0);
+	assert_int_equal(wr(x, &b, FA, OB), -EINPROGRESS);
+	lt_owner_exit(x->t, OC, OP, x->now);
+	assert_int_equal(holder(x, FA).owner, OP);
+	lt_owner_exit(x->t, OP, 0, x->now);
+	expect_decided(x, &b, 0);
+	assert_int_equal(rel(x, FA, OB, true), 0);
+
+	/* An heir exiting with an heir passes it on, same deadline. */
+	assert_int_equal(rd(x, &a, FA, OD, 100), 0);
+	assert_int_equal(rel(x, FA, OD, false), 0);
+	lt_owner_exit(x->t, OD, 40, x->now);
+	lt_owner_exit(x->t, 40, 41, x->now + 5);
+	v = holder(x, FA);
+	assert_int_equal(v.owner, 41);
+	assert_int_equal(v.lease_until, x->now + 100);
+	mk(&p2, FA, 41, LT_EXCL, LT_F_WRITE, 0, 0);
+	assert_int_equal(acq(x, &p2), 0);
+}
+
+static void test_exit_without_heir(void **state)
+{
+	struct fx *x = *state;
+	struct lt_request a, b, c, aw;
+
+	assert_int_equal(rd(x, &a, FA, OA, 100), 0);
+	assert_int_equal(rel(x, FA, OA, false), 0);
+	assert_int_equal(wr(x, &b, FA, OB), -EINPROGRESS);
+	/* A also waits for FB: that wait fails with the exit. */
+	assert_int_equal(wr(x, &c, FB, OC), 0);
+	assert_int_equal(wr(x, &aw, FB, OA), -EINPROGRESS);
+	x->now = 1010;
+	lt_owner_exit(x->t, OA, 0, x->now);
+	expect_decided(x, &aw, -EINTR);
+	expect_decided(x, &b, 0);
+	expect_none(x);
+	assert_int_equal(stats(x, FB).fail_intr, 1);
+	assert_int_equal(nwait(x, FB), 0);
+	assert_int_equal(lt_next_deadline(x->t), UINT64_MAX);
+	/* Exiting twice, or an unknown owner, changes nothing. */
+	lt_owner_exit(x->t, OA, 0, x->now);
+	lt_owner_exit(x->t, 999, 0, x->now);
+	expect_none(x);
+	assert_int_equal(holder(x, FA).owner, OB);
+}
+
+static void test_exit_with_handles_open(void **state)
+{
+	struct fx *x = *state;
+	struct lt_request a, b;
+	struct lt_holder_view v;
+
+	/* FUSE may report the exit before the release of the open file. */
+	assert_int_equal(rd(x, &a, FA, OA, 100), 0);
+	assert_int_equal(wr(x, &b, FA, OB), -EINPROGRESS);
+	lt_owner_exit(x->t, OA, OP, x->now);
+	v = holder(x, FA);
+	assert_int_equal(v.owner, OA);
+	assert_int_equal(v.handles, 1);
+	/* A dead owner asks for nothing more. */
+	struct lt_request late;
+	assert_int_equal(rd(x, &late, FB, OA, 100), -EINTR);
+	x->now = 1200;
+	assert_int_equal(rel(x, FA, OA, false), 0);
+	v = holder(x, FA);
+	assert_int_equal(v.owner, OP);
+	assert_int_equal(v.handles, 0);
+	assert_int_equal(v.lease_until, 1300);
+	expect_none(x);
+	lt_tick(x->t, 1300);
+	expect_decided(x, &b, 0);
+	assert_int_equal(rel(x, FA, OB, true), 0);
+	assert_int_equal(lt_file_count(x->t), 0);
+}
+
+static void test_exit_with_handles_open_no_heir(void **state)
+{
+	struct fx *x = *state;
+	struct lt_request a, b;
+
+	/* An exited owner never gets a lease itself. */
+	assert_int_equal(rd(x, &a, FA, OA, 100), 0);
+	assert_int_equal(wr(x, &b, FA, OB), -EINPROGRESS);
+	lt_owner_exit(x->t, OA, 0, x->now);
+	expect_none(x);
+	assert_int_equal(rel(x, FA, OA, false), 0);
+	expect_decided(x, &b, 0);
+}
+
+static void test_exit_with_handles_heir_gone_meanwhile(void **state)
+{
+	struct fx *x = *state;
+	struct lt_request a, b, c;
+
+	assert_int_equal(rd(x, &a, FA, OA, 100), 0);
+	assert_int_equal(wr(x, &b, FA, OB), -EINPROGRESS);
+	lt_owner_exit(x->t, OA, OP, x->now);
+	lt_owner_exit(x->t, OP, 0, x->now);
+	assert_int_equal(rel(x, FA, OA, false), 0);
+	expect_decided(x, &b, 0);
+	assert_int_equal(rel(x, FA, OB, true), 0);
+
+	/* The heir went, naming its own heir: the lease travels on. */
+	assert_int_equal(rd(x, &a, FA, OC, 100), 0);
+	assert_int_equal(wr(x, &b, FA, OB), -EINPROGRESS);
+	lt_owner_exit(x->t, OC, OP + 100, x->now);
+	lt_owner_exit(x->t, OP + 100, OG, x->now);
+	assert_int_equal(rel(x, FA, OC, false), 0);
+	assert_int_equal(holder(x, FA).owner, OG);
+	assert_int_equal(holder(x, FA).handles, 0);
+	mk(&c, FA, OG, LT_EXCL, LT_F_WRITE, 0, 0);
+	assert_int_equal(acq(x, &c), 0);
+	assert_int_equal(rel(x, FA, OG, true), 0);
+	expect_decided(x, &b, 0);
+}
+
+static void test_heir_waiting_gets_in(void **state)
+{
+	struct fx *x = *state;
+	struct lt_request a, b, p;
+
+	/* The parent already waits for the file its child has open. */
+	assert_int_equal(rd(x, &a, FA, OA, 100), 0);
+	assert_int_equal(wr(x, &b, FA, OB), -EINPROGRESS);
+	assert_int_equal(wr(x, &p, FA, OP), -EINPROGRESS);
+	lt_owner_exit(x->t, OA, OP, x->now);
+	assert_int_equal(rel(x, FA, OA, false), 0);
+	expect_decided(x, &p, 0);
+	expect_none(x);
+	assert_int_equal(holder(x, FA).owner, OP);
+	assert_int_equal(holder(x, FA).handles, 1);
+	assert_int_equal(nwait(x, FA), 1);
+	assert_int_equal(rel(x, FA, OP, true), 0);
+	expect_decided(x, &b, 0);
+}
+
+static void test_inherited_lease_replaces_heirs_own(void **state)
+{
+	struct fx *x = *state;
+	struct lt_request a, p;
+
+	assert_int_equal(rd(x, &p, FB, OP, 100), 0);
+	assert_int_equal(rel(x, FB, OP, false), 0);
+	assert_int_equal(rd(x, &a, FA, OA, 100), 0);
+	assert_int_equal(rel(x, FA, OA, false), 0);
+	lt_owner_exit(x->t, OA, OP, x->now);
+	assert_int_equal(holder(x, FA).owner, OP);
+	assert_int_equal(nhold(x, FB), 0);
+}
+
+static void test_new_owner_same_pid_gets_nothing(void **state)
+{
+	struct fx *x = *state;
+	struct lt_request a, a2;
+
+	/* Owner 50 and then owner 51 were both "pid 1234". */
+	assert_int_equal(wr(x, &a, FA, 50), 0);
+	lt_owner_exit(x->t, 50, 0, x->now);
+	assert_int_equal(wr(x, &a2, FA, 51), -EINPROGRESS);
+	assert_int_equal(rel(x, FA, 51, true), -ENOENT);
+	assert_int_equal(holder(x, FA).owner, 50);
+	assert_int_equal(rel(x, FA, 50, true), 0);
+	expect_decided(x, &a2, 0);
+	assert_int_equal(holder(x, FA).owner, 51);
+}
+
+/* ------------------------------------------------------ renames, unlinks */
+
+static void test_replace(void **state)
+{
+	struct fx *x = *state;
+	struct lt_request a, b, c, b2;
+	const struct lt_request *q[4];
+	struct lt_holder_view v;
+
+	assert_int_equal(wr(x, &a, FA, OA), 0);
+	assert_int_equal(rd(x, &b, FA, OB, 100), -EINPROGRESS);
+	assert_int_equal(wr(x, &c, FA, OC), -EINPROGRESS);
+	x->now = 1100;
+	/* FB is renamed over FA's name: the waiters follow the name. */
+	lt_replace(x->t, FA, FB, x->now);
+	expect_decided(x, &b, -ESTALE);
+	assert_int_equal(b.granted_file, FB);
+	expect_none(x);
+	assert_int_equal(nwait(x, FA), 0);
+	assert_int_equal(lt_waiters(x->t, FB, q, 4), 1);
+	assert_ptr_equal(q[0], &c);
+	v = holder(x, FB);
+	assert_int_equal(v.owner, OB);
+	assert_int_equal(v.handles, 0);
+	assert_int_equal(v.lease_until, 1100 + LT_RETRY_LEASE_NS);
+	/* Holds on the old file are untouched. */
+	assert_int_equal(holder(x, FA).owner, OA);
+	/* The retried open re-enters the lease at once. */
+	assert_int_equal(rd(x, &b2, FB, OB, 100), 0);
+	assert_int_equal(rel(x, FB, OB, false), 0); /* lease of 100 */
+	assert_int_equal(holder(x, FB).lease_until, 1200);
+	lt_tick(x->t, 1200);
+	expect_decided(x, &c, -ESTALE);
+	assert_int_equal(c.granted_file, FB);
+	assert_int_equal(holder(x, FB).owner, OC);
+	/* Contention and waits stay with the file that was asked for. */
+	struct lt_stats sa = stats(x, FA), sb = stats(x, FB);
+	assert_int_equal(sa.contentions, 2);
+	assert_int_equal(sa.waits, 2);
+	assert_int_equal(sa.wait_min_ns, 100);
+	assert_int_equal(sa.wait_max_ns, 200);
+	assert_int_equal(sb.contentions, 0);
+	assert_int_equal(sb.acquisitions, 3);
+}
+
+static void test_replace_long_lease_and_shared(void **state)
+{
+	struct fx *x = *state;
+	struct lt_request a, b, r, h;
+
+	uint64_t long_lease = 2 * LT_RETRY_LEASE_NS;
+	assert_int_equal(wr(x, &a, FA, OA), 0);
+	assert_int_equal(rd(x, &b, FA, OB, long_lease), -EINPROGRESS);
+	mk(&r, FA, OC, LT_SHARED, 0, 0, 0);
+	assert_int_equal(acq(x, &r), -EINPROGRESS);
+	assert_int_equal(wr(x, &h, FB, OD), 0);
+	lt_replace(x->t, FA, FB, x->now);
+	expect_none(x);
+	assert_int_equal(nwait(x, FB), 2);
+	assert_int_equal(rel(x, FB, OD, true), 0);
+	expect_decided(x, &b, -ESTALE);
+	assert_int_equal(holder(x, FB).lease_until, x->now + long_lease);
+	lt_tick(x->t, x->now + long_lease);
+	/* A shared waiter gets no lease, only the retry. */
+	expect_decided(x, &r, -ESTALE);
+	assert_int_equal(nhold(x, FB), 0);
+}
+
+static void test_gone(void **state)
+{
+	struct fx *x = *state;
+	struct lt_request a, b, c;
+
+	assert_int_equal(wr(x, &a, FA, OA), 0);
+	assert_int_equal(wr(x, &b, FA, OB), -EINPROGRESS);
+	mk(&c, FA, OC, LT_EXCL, LT_F_WRITE, 0, 5000);
+	assert_int_equal(acq(x, &c), -EINPROGRESS);
+	lt_gone(x->t, FA, x->now);
+	expect_decided(x, &b, -ESTALE);
+	expect_decided(x, &c, -ESTALE);
+	assert_int_equal(b.granted_file, 0);
+	assert_int_equal(nwait(x, FA), 0);
+	assert_int_equal(lt_next_deadline(x->t), UINT64_MAX);
+	assert_int_equal(holder(x, FA).owner, OA);
+	assert_int_equal(rel(x, FA, OA, true), 0);
+	expect_none(x);
+	assert_int_equal(lt_file_count(x->t), 0);
+}
+
+static void test_replace_onto_own_lease(void **state)
+{
+	struct fx *x = *state;
+	struct lt_request b, a, bw, c;
+	const struct lt_request *q[2];
+
+	/* B reads FB (lease) and C queues for FB; B then waits to write FA,
+	 * and FB is renamed over FA. */
+	assert_int_equal(rd(x, &b, FB, OB, 100), 0);
+	assert_int_equal(rel(x, FB, OB, false), 0);
+	assert_int_equal(wr(x, &c, FB, OC), -EINPROGRESS);
+	assert_int_equal(wr(x, &a, FA, OA), 0);
+	assert_int_equal(wr(x, &bw, FA, OB), -EINPROGRESS);
+	x->now = 1050;
+	lt_replace(x->t, FA, FB, x->now);
+	/* B holds the new file already: its retry re-enters at once, ahead of
+	 * C, with the lease stretched for it. */
+	expect_decided(x, &bw, -ESTALE);
+	expect_none(x);
+	assert_int_equal(bw.granted_file, FB);
+	assert_int_equal(holder(x, FB).owner, OB);
+	assert_int_equal(holder(x, FB).lease_until, 1050 + LT_RETRY_LEASE_NS);
+	assert_int_equal(lt_next_deadline(x->t), 1050 + LT_RETRY_LEASE_NS);
+	assert_int_equal(lt_waiters(x->t, FB, q, 2), 1);
+	assert_ptr_equal(q[0], &c);
+	assert_int_equal(lt_cancel(x->t, &c, x->now), 0);
+	expect_decided(x, &c, -EINTR);
+	/* Replacing a file nobody waits for, or by itself, is a no-op. */
+	lt_replace(x->t, FA, FC, x->now);
+	lt_replace(x->t, FB, FB, x->now);
+	expect_none(x);
+	assert_int_equal(lt_file_count(x->t), 2);
+}
+
+static void test_exit_naming_dead_heir(void **state)
+{
+	struct fx *x = *state;
+	struct lt_request a, p, c;
+
+	/* P exits with a file still open; its own heir is G. */
+	assert_int_equal(rd(x, &a, FA, OA, 100), 0);
+	lt_owner_exit(x->t, OA, OP, x->now);
+	assert_int_equal(wr(x, &p, FB, OP), 0);
+	lt_owner_exit(x->t, OP, OG, x->now);
+	/* C's exit is reported naming P, gone already: G inherits. */
+	assert_int_equal(rd(x, &c, FC, OC, 100), 0);
+	assert_int_equal(rel(x, FC, OC, false), 0);
+	lt_owner_exit(x->t, OC, OP, x->now);
+	assert_int_equal(holder(x, FC).owner, OG);
+	/* And A's bequest travelled from P to G as well. */
+	assert_int_equal(rel(x, FA, OA, false), 0);
+	assert_int_equal(holder(x, FA).owner, OG);
+	assert_int_equal(nhold(x, FC), 0); /* G keeps one lease, the newest */
+	assert_int_equal(rel(x, FB, OP, true), 0);
+	assert_int_equal(nhold(x, FB), 0);
+}
+
+static int stop_stats(void *arg, lt_file_t file, const struct lt_stats *s)
+{
+	(void)s;
+	*(lt_file_t *)arg = file;
+	return -3;
+}
+
+static void test_foreach_stops_early(void **state)
+{
+	struct fx *x = *state;
+	struct lt_request a, b;
+	lt_file_t seen = 0;
+	struct lt_stats s;
+
+	assert_int_equal(wr(x, &a, FA, OA), 0);
+	assert_int_equal(wr(x, &b, FB, OA), 0);
+	assert_int_equal(lt_foreach_stats(x->t, stop_stats, &seen), -3);
+	assert_true(seen == FA || seen == FB);
+	s = stats(x, FA);
+	assert_int_equal(lt_stats_wait_percentile(&s, 0), 0);
+	s.wait_hist[3] = 4;
+	s.wait_hist[6] = 1;
+	assert_int_equal(lt_stats_wait_percentile(&s, 0), 16);
+	assert_int_equal(lt_stats_wait_percentile(&s, 80), 16);
+	assert_int_equal(lt_stats_wait_percentile(&s, 81), 128);
+	assert_int_equal(lt_stats_wait_percentile(&s, 1000), 128);
+}
+
+/* --------------------------------------------------------------- barriers */
+
+static void test_barrier_by_non_holder_waits(void **state)
+{
+	struct fx *x = *state;
+	struct lt_request a, b, c;
+
+	mk(&a, FA, OA, LT_SHARED, 0, 0, 0);
+	assert_int_equal(acq(x, &a), 0);
+	/* Exclusive whatever class it says. */
+	mk(&b, FA, OB, LT_SHARED, LT_F_BARRIER, 0, 0);
+	assert_int_equal(acq(x, &b), -EINPROGRESS);
+	mk(&c, FA, OC, LT_SHARED, 0, 0, 0);
+	assert_int_equal(acq(x, &c), -EINPROGRESS);
+	assert_int_equal(rel(x, FA, OA, false), 0);
+	expect_decided(x, &b, 0);
+	expect_none(x);
+	assert_int_equal(holder(x, FA).cls, LT_EXCL);
+	assert_int_equal(holder(x, FA).handles, 1);
+	assert_int_equal(lt_barrier_done(x->t, FA, OB, x->now), 0);
+	expect_decided(x, &c, 0);
+	assert_int_equal(lt_barrier_done(x->t, FA, OB, x->now), -ENOENT);
+}
+
+static void test_barrier_by_lease_holder(void **state)
+{
+	struct fx *x = *state;
+	struct lt_request a, b, br;
+
+	assert_int_equal(rd(x, &a, FA, OA, 100), 0);
+	assert_int_equal(rel(x, FA, OA, false), 0);
+	assert_int_equal(wr(x, &b, FA, OB), -EINPROGRESS);
+	/* The lease holder renames over its file: it passes, and that ends
+	 * the lease. */
+	mk(&br, FA, OA, LT_EXCL, LT_F_BARRIER, 0, 0);
+	assert_int_equal(acq(x, &br), 0);
+	expect_none(x);
+	assert_int_equal(holder(x, FA).handles, 1);
+	assert_int_equal(lt_barrier_done(x->t, FA, OA, x->now), 0);
+	expect_decided(x, &b, 0);
+	/* A barrier is no read: it does not end a lease elsewhere. */
+	struct lt_request c, cb;
+	assert_int_equal(rd(x, &c, FC, OC, 100), 0);
+	assert_int_equal(rel(x, FC, OC, false), 0);
+	mk(&cb, FB, OC, LT_EXCL, LT_F_BARRIER, 0, 0);
+	assert_int_equal(acq(x, &cb), 0);
+	assert_int_equal(holder(x, FC).owner, OC);
+}
+
+/* ------------------------------------------------------------ statistics */
+
+static void test_stats_scripted(void **state)
+{
+	struct fx *x = *state;
+	struct lt_request a, b, c, d, e;
+	struct lt_stats s;
+
+	x->now = 1000;
+	assert_int_equal(wr(x, &a, FA, OA), 0);
+	assert_int_equal(wr(x, &b, FA, OB), -EINPROGRESS);
+	x->now = 1100;
+	assert_int_equal(wr(x, &c, FA, OC), -EINPROGRESS);
+	x->now = 1300;
+	assert_int_equal(rel(x, FA, OA, true), 0); /* B waited 300 */
+	expect_decided(x, &b, 0);
+	x->now = 1800;
+	assert_int_equal(rel(x, FA, OB, true), 0); /* C waited 700 */
+	expect_decided(x, &c, 0);
+	mk(&d, FA, OD, LT_EXCL, LT_F_WRITE | LT_F_NONBLOCK, 0, 0);
+	assert_int_equal(acq(x, &d), -EAGAIN);
+	x->now = 2000;
+	mk(&e, FA, OP, LT_EXCL, LT_F_WRITE, 0, 2500);
+	assert_int_equal(acq(x, &e), -EINPROGRESS);
+	lt_tick(x->t, 2500); /* E waited 500 */
+	expect_decided(x, &e, -ETIMEDOUT);
+	x->now = 3000;
+	assert_int_equal(rel(x, FA, OC, true), 0);
+
+	s = stats(x, FA);
+	assert_int_equal(s.acquisitions, 3);
+	assert_int_equal(s.contentions, 3);
+	assert_int_equal(s.waits, 3);
+	assert_int_equal(s.wait_total_ns, 1500);
+	assert_int_equal(s.wait_min_ns, 300);
+	assert_int_equal(s.wait_max_ns, 700);
+	assert_int_equal(s.holds, 3);
+	assert_int_equal(s.hold_total_ns, 300 + 500 + 1200);
+	assert_int_equal(s.hold_max_ns, 1200);
+	assert_int_equal(s.fail_eagain, 1);
+	assert_int_equal(s.fail_timeout, 1);
+	assert_int_equal(s.fail_edeadlk, 0);
+	assert_int_equal(s.fail_intr, 0);
+	/* 300 and 500 fall in [256, 512), 700 in [512, 1024). */
+	assert_int_equal(s.wait_hist[8], 2);
+	assert_int_equal(s.wait_hist[9], 1);
+	uint32_t sum = 0;
+	for (int i = 0; i < LT_HIST_BUCKETS; i++)
+		sum += s.wait_hist[i];
+	assert_int_equal(sum, 3);
+	assert_int_equal(lt_stats_wait_percentile(&s, 50), 512);
+	assert_int_equal(lt_stats_wait_percentile(&s, 66), 512);
+	assert_int_equal(lt_stats_wait_percentile(&s, 67), 1024);
+	assert_int_equal(lt_stats_wait_percentile(&s, 100), 1024);
+	/* Within a factor of two above the true value. */
+	assert_true(lt_stats_wait_percentile(&s, 100) >= s.wait_max_ns);
+	assert_true(lt_stats_wait_percentile(&s, 100) < 2 * s.wait_max_ns);
+
+	struct lt_stats none;
+	memset(&none, 0, sizeof(none));
+	assert_int_equal(lt_stats_wait_percentile(&none, 99), 0);
+	/* A file that never saw contention reports zeros, min included. */
+	struct lt_request f;
+	assert_int_equal(wr(x, &f, FB, OA), 0);
+	s = stats(x, FB);
+	assert_int_equal(s.acquisitions, 1);
+	assert_int_equal(s.waits, 0);
+	assert_int_equal(s.wait_min_ns, 0);
+	assert_int_equal(lt_stats_get(x->t, FC, &s), -ENOENT);
+}
+
+static void test_stats_hist_extremes(void **state)
+{
+	struct fx *x = *state;
+	struct lt_request a, b, c;
+	struct lt_stats s;
+
+	/* A zero wait lands in bucket 0; a huge one in the last bucket. */
+	assert_int_equal(wr(x, &a, FA, OA), 0);
+	assert_int_equal(wr(x, &b, FA, OB), -EINPROGRESS);
+	assert_int_equal(lt_cancel(x->t, &b, x->now), 0);
+	assert_int_equal(wr(x, &c, FA, OC), -EINPROGRESS);
+	x->now += 1ull << 60;
+	assert_int_equal(lt_cancel(x->t, &c, x->now), 0);
+	s = stats(x, FA);
+	assert_int_equal(s.wait_hist[0], 1);
+	assert_int_equal(s.wait_hist[LT_HIST_BUCKETS - 1], 1);
+	assert_int_equal(s.wait_min_ns, 0);
+	assert_int_equal(s.wait_max_ns, 1ull << 60);
+	assert_int_equal(s.fail_intr, 2);
+	assert_int_equal(lt_stats_wait_percentile(&s, 50), 2);
+}
+
+static int count_stats(void *arg, lt_file_t file, const struct lt_stats *s)
+{
+	size_t *n = arg;
+
+	(void)file;
+	if (s->acquisitions)
+		(*n)++;
+	return 0;
+}
+
+static int count_files(void *arg, lt_file_t file)
+{
+	size_t *n = arg;
+
+	(void)file;
+	(*n)++;
+	return 0;
+}
+
+static int stop_at_first(void *arg, lt_file_t file)
+{
+	*(lt_file_t *)arg = file;
+	return 7;
+}
+
+static void test_stats_reset(void **state)
+{
+	struct fx *x = *state;
+	struct lt_request a, b, c;
+	struct lt_stats s;
+	size_t n = 0;
+
+	assert_int_equal(wr(x, &a, FA, OA), 0);
+	assert_int_equal(wr(x, &b, FA, OB), -EINPROGRESS);
+	assert_int_equal(wr(x, &c, FB, OC), 0);
+	assert_int_equal(rel(x, FB, OC, true), 0);
+	assert_int_equal(lt_foreach_stats(x->t, count_stats, &n), 0);
+	assert_int_equal(n, 2);
+	lt_stats_reset(x->t);
+	/* Idle files go; busy ones keep a zeroed record. */
+	assert_int_equal(lt_stats_get(x->t, FB, &s), -ENOENT);
+	s = stats(x, FA);
+	assert_int_equal(s.acquisitions, 0);
+	assert_int_equal(s.contentions, 0);
+	n = 0;
+	assert_int_equal(lt_foreach_stats(x->t, count_stats, &n), 0);
+	assert_int_equal(n, 0);
+	/* The table itself is untouched. */
+	assert_int_equal(lt_file_count(x->t), 1);
+	x->now = 1040;
+	assert_int_equal(rel(x, FA, OA, true), 0);
+	expect_decided(x, &b, 0);
+	s = stats(x, FA);
+	assert_int_equal(s.acquisitions, 1);
+	assert_int_equal(s.waits, 1);
+	assert_int_equal(s.wait_min_ns, 40);
+	assert_int_equal(s.wait_hist[5], 1);
+	assert_int_equal(s.holds, 1);
+
+	n = 0;
+	assert_int_equal(lt_foreach_file(x->t, count_files, &n), 0);
+	assert_int_equal(n, 1);
+	lt_file_t first = 0;
+	assert_int_equal(lt_foreach_file(x->t, stop_at_first, &first), 7);
+	assert_int_equal(first, FA);
+}
+
+/* ------------------------------------------------------------------ scale */
+
+static void test_thousand_waiters_fifo(void **state)
+{
+	struct fx *x = *state;
+	enum { N = 1000 };
+	struct lt_request a, *w = calloc(N, sizeof(*w));
+	const struct lt_request **q = calloc(N, sizeof(*q));
+
+	assert_non_null(w);
+	assert_non_null(q);
+	assert_int_equal(wr(x, &a, FA, 1), 0);
+	for (int i = 0; i < N; i++) {
+		x->now++;
+		assert_int_equal(wr(x, &w[i], FA, 100 + i), -EINPROGRESS);
+	}
+	assert_int_equal(lt_waiters(x->t, FA, q, N), N);
+	for (int i = 0; i < N; i++)
+		assert_ptr_equal(q[i], &w[i]);
+	/* Cancel every tenth from the middle of the queue. */
+	for (int i = 5; i < N; i += 10) {
+		assert_int_equal(lt_cancel(x->t, &w[i], x->now), 0);
+		expect_decided(x, &w[i], -EINTR);
+	}
+	lt_owner_t prev = 1;
+	for (int i = 0; i < N; i++) {
+		if (i % 10 == 5)
+			continue;
+		x->now += 10;
+		assert_int_equal(rel(x, FA, prev, true), 0);
+		expect_decided(x, &w[i], 0);
+		expect_none(x);
+		prev = 100 + i;
+	}
+	assert_int_equal(rel(x, FA, prev, true), 0);
+	assert_int_equal(lt_file_count(x->t), 0);
+	struct lt_stats s = stats(x, FA);
+	assert_int_equal(s.contentions, N);
+	assert_int_equal(s.waits, N);
+	assert_int_equal(s.acquisitions, N - N / 10 + 1);
+	free(w);
+	free(q);
+}
+
+static void test_hundred_thousand_files(void **state)
+{
+	struct fx *x = *state;
+	enum { N = 100000 };
+	struct lt_request r;
+	size_t n = 0;
+	struct mallinfo2 before = mallinfo2(), after;
+
+	for (uint64_t i = 0; i < N; i++) {
+		mk(&r, 0x100000 + i, 1 + i % 7, LT_EXCL, i % 2 ? LT_F_WRITE : 0, 0, 0);
+		assert_int_equal(acq(x, &r), 0);
+		assert_int_equal(rel(x, 0x100000 + i, 1 + i % 7, i % 2), 0);
+	}
+	assert_int_equal(lt_file_count(x->t), 0);
+	after = mallinfo2();
+	assert_int_equal(lt_foreach_stats(x->t, count_stats, &n), 0);
+	assert_int_equal(n, N);
+	struct lt_stats s = stats(x, 0x100000 + 777);
+	assert_int_equal(s.acquisitions, 1);
+	assert_int_equal(s.holds, 1);
+
+	/* Idle files cost their statistics record only. */
+#if defined(__SANITIZE_ADDRESS__)
+	(void)before;
+	(void)after;
+#else
+	if (after.uordblks > before.uordblks) {
+		size_t per_file = (after.uordblks - before.uordblks) / N;
+
+		print_message("    %zu bytes per idle file\n", per_file);
+		assert_true(per_file < 200);
+	}
+#endif
+	lt_stats_reset(x->t);
+	assert_int_equal(lt_stats_get(x->t, 0x100000 + 777, &s), -ENOENT);
+	/* Still a working table after growth. */
+	struct lt_request a, b;
+	assert_int_equal(wr(x, &a, FA, OA), 0);
+	assert_int_equal(wr(x, &b, FA, OB), -EINPROGRESS);
+	assert_int_equal(rel(x, FA, OA, true), 0);
+	expect_decided(x, &b, 0);
+}
+
+static void test_many_holds_per_owner(void **state)
+{
+	struct fx *x = *state;
+	enum { N = 20000 };
+	struct lt_request r;
+
+	/* One owner with many files open, and many readers on one file. */
+	for (uint64_t i = 0; i < N; i++) {
+		mk(&r, 0x200000 + i, OA, LT_EXCL, LT_F_WRITE, 0, 0);
+		assert_int_equal(acq(x, &r), 0);
+		mk(&r, FA, 1000 + i, LT_SHARED, 0, 0, 0);
+		assert_int_equal(acq(x, &r), 0);
+	}
+	assert_int_equal(lt_file_count(x->t), N + 1);
+	assert_int_equal(nhold(x, FA), N);
+	for (uint64_t i = 0; i < N; i++) {
+		assert_int_equal(rel(x, 0x200000 + (N - 1 - i), OA, true), 0);
+		assert_int_equal(rel(x, FA, 1000 + i, false), 0);
+	}
+	assert_int_equal(lt_file_count(x->t), 0);
+}
+
+/* ------------------------------------------------------------ random model */
+
+/* Random operations, checking after each one what must always hold: a
+ * queue head never fits (else it should have been granted), exclusive
+ * holders are alone, handle counts match what was granted, an owner has at
+ * most one lease, and lt_next_deadline is the minimum of what is pending. */
+
+#define RF 6      /* files 1..RF, plus replacements */
+#define RO 12     /* live owners at a time */
+
+struct grant {
+	lt_file_t file;
+	lt_owner_t owner;
+	bool barrier;
+};
+
+struct model {
+	struct fx *x;
+	uint64_t rng;
+	lt_owner_t live[RO];
+	lt_owner_t next_owner;
+	struct lt_request *waiting[4096];
+	size_t nwaiting;
+	struct grant grants[4096];
+	size_t ngrants;
+	lt_file_t files[256];
+	size_t nfiles;
+	unsigned decided, parked;
+};
+
+static uint64_t rnd(struct model *m, uint64_t n)
+{
+	m->rng = m->rng * 6364136223846793005ull + 1442695040888963407ull;
+	return (m->rng >> 33) % n;
+}
+
+static bool owner_waiting(const struct model *m, lt_owner_t o)
+{
+	for (size_t i = 0; i < m->nwaiting; i++)
+		if (m->waiting[i]->owner == o)
+			return true;
+	return false;
+}
+
+static void add_grant(struct model *m, lt_file_t f, lt_owner_t o, bool barrier)
+{
+	assert_true(m->ngrants < 4096);
+	m->grants[m->ngrants++] = (struct grant){ f, o, barrier };
+}
+
+static void drain(struct model *m)
+{
+	struct lt_request *r;
+
+	while ((r = lt_take_decided(m->x->t))) {
+		size_t i;
+
+		for (i = 0; i < m->nwaiting && m->waiting[i] != r; i++)
+			;
+		assert_true(i < m->nwaiting); /* decided exactly once */
+		m->waiting[i] = m->waiting[--m->nwaiting];
+		assert_true(r->status == 0 || r->status == -ETIMEDOUT ||
+			    r->status == -EINTR || r->status == -ESTALE);
+		if (r->status == 0) {
+			assert_int_equal(r->granted_file, r->file);
+			add_grant(m, r->file, r->owner, r->flags & LT_F_BARRIER);
+		}
+		m->decided++;
+		free(r);
+	}
+}
+
+static unsigned handles_of(const struct model *m, lt_file_t f, lt_owner_t o)
+{
+	unsigned n = 0;
+
+	for (size_t i = 0; i < m->ngrants; i++)
+		n += m->grants[i].file == f && m->grants[i].owner == o;
+	return n;
+}
+
+static void check(struct model *m)
+{
+	struct lock_table *t = m->x->t;
+	uint64_t next = UINT64_MAX;
+	size_t active = 0;
+	lt_owner_t leased[64];
+	size_t nleased = 0;
+
+	for (size_t fi = 0; fi < m->nfiles; fi++) {
+		lt_file_t f = m->files[fi];
+		struct lt_holder_view v[64];
+		const struct lt_request *q[256];
+		size_t nh = lt_holders(t, f, v, 64);
+		size_t nq = lt_waiters(t, f, q, 256);
+		size_t excl = 0;
+
+		assert_true(nh <= 64 && nq <= 256);
+		if (nh || nq)
+			active++;
+		for (size_t i = 0; i < nh; i++) {
+			excl += v[i].cls == LT_EXCL;
+			assert_int_equal(v[i].handles, handles_of(m, f, v[i].owner));
+			if (v[i].handles == 0) {
+				assert_int_equal(v[i].cls, LT_EXCL);
+				for (size_t j = 0; j < nleased; j++)
+					assert_true(leased[j] != v[i].owner);
+				leased[nleased++] = v[i].owner;
+				if (v[i].lease_until < next)
+					next = v[i].lease_until;
+			}
+		}
+		assert_true(excl == 0 || nh == 1);
+		for (size_t i = 0; i < nq; i++)
+			if (q[i]->deadline && q[i]->deadline < next)
+				next = q[i]->deadline;
+		if (nq) {
+			const struct lt_request *h = q[0];
+			enum lt_class cls = (h->flags & LT_F_BARRIER) ? LT_EXCL : h->cls;
+			bool conflict = false;
+
+			for (size_t i = 0; i < nh; i++)
+				if (v[i].owner != h->owner &&
+				    (cls == LT_EXCL || v[i].cls == LT_EXCL))
+					conflict = true;
+			assert_true(conflict);
+		}
+	}
+	/* Every granted handle shows up as a hold. */
+	for (size_t i = 0; i < m->ngrants; i++) {
+		struct lt_holder_view v[64];
+		size_t nh = lt_holders(t, m->grants[i].file, v, 64);
+		bool found = false;
+
+		for (size_t j = 0; j < nh; j++)
+			found |= v[j].owner == m->grants[i].owner;
+		assert_true(found);
+	}
+	assert_int_equal(lt_file_count(t), active);
+	assert_int_equal(lt_next_deadline(t), next);
+}
+
+static void model_acquire(struct model *m)
+{
+	struct fx *x = m->x;
+	lt_owner_t o = m->live[rnd(m, RO)];
+	struct lt_request *r;
+	unsigned flags = 0;
+	int rc;
+
+	if (owner_waiting(m, o))
+		return;
+	r = calloc(1, sizeof(*r));
+	assert_non_null(r);
+	if (rnd(m, 2))
+		flags |= LT_F_WRITE;
+	if (rnd(m, 10) == 0)
+		flags |= LT_F_NONBLOCK;
+	if (rnd(m, 20) == 0)
+		flags |= LT_F_BARRIER;
+	mk(r, m->files[rnd(m, RF)], o, rnd(m, 3) ? LT_EXCL : LT_SHARED, flags,
+	   rnd(m, 2) ? 50 : 0, rnd(m, 3) ? 0 : x->now + 1 + rnd(m, 200));
+	rc = acq(x, r);
+	if (rc == -EINPROGRESS) {
+		assert_int_equal(r->state, LT_REQ_WAITING);
+		assert_true(m->nwaiting < 4096);
+		m->waiting[m->nwaiting++] = r;
+		m->parked++;
+		return;
+	}
+	assert_int_equal(r->status, rc);
+	assert_true(rc == 0 || rc == -EAGAIN || rc == -EDEADLK);
+	if (rc == -EAGAIN)
+		assert_true(flags & LT_F_NONBLOCK);
+	if (rc == 0)
+		add_grant(m, r->file, o, flags & LT_F_BARRIER);
+	free(r);
+}
+
+static void model_release(struct model *m)
+{
+	size_t i;
+	struct grant g;
+
+	if (!m->ngrants)
+		return;
+	i = rnd(m, m->ngrants);
+	g = m->grants[i];
+	m->grants[i] = m->grants[--m->ngrants];
+	if (g.barrier)
+		assert_int_equal(lt_barrier_done(m->x->t, g.file, g.owner, m->x->now), 0);
+	else
+		assert_int_equal(rel(m->x, g.file, g.owner, rnd(m, 2)), 0);
+}
+
+static void model_step(struct model *m)
+{
+	struct fx *x = m->x;
+	unsigned op = rnd(m, 100);
+
+	if (op < 45) {
+		model_acquire(m);
+	} else if (op < 80) {
+		model_release(m);
+	} else if (op < 88) {
+		x->now += rnd(m, 60);
+		lt_tick(x->t, x->now);
+	} else if (op < 92) {
+		if (m->nwaiting) {
+			struct lt_request *r = m->waiting[rnd(m, m->nwaiting)];
+
+			assert_int_equal(lt_cancel(x->t, r, x->now), 0);
+		}
+	} else if (op < 97) {
+		size_t i = rnd(m, RO);
+		lt_owner_t heir = rnd(m, 3) ? m->live[rnd(m, RO)] : 0;
+
+		if (heir == m->live[i])
+			heir = 0;
+		lt_owner_exit(x->t, m->live[i], heir, x->now);
+		m->live[i] = m->next_owner++;
+	} else if (op < 99) {
+		/* A rename over a file: the name now has a fresh file. */
+		size_t i = rnd(m, RF);
+		lt_file_t nf = 1000 + m->nfiles;
+
+		if (m->nfiles == 256 || rnd(m, 4))
+			goto out;
+		lt_replace(x->t, m->files[i], nf, x->now);
+		m->files[m->nfiles++] = nf;
+		/* Keep the old file checked; use the new one from now on. */
+		lt_file_t old = m->files[i];
+		m->files[i] = nf;
+		m->files[m->nfiles - 1] = old;
+	} else {
+		lt_gone(x->t, m->files[rnd(m, RF)], x->now);
+	}
+out:
+	drain(m);
+	check(m);
+}
+
+static void test_random_model(void **state)
+{
+	struct fx *x = *state;
+	struct model *m = calloc(1, sizeof(*m));
+
+	assert_non_null(m);
+	m->x = x;
+	m->rng = 0x5eed;
+	for (size_t i = 0; i < RO; i++)
+		m->live[i] = 100 + i;
+	m->next_owner = 1000;
+	for (size_t i = 0; i < RF; i++)
+		m->files[m->nfiles++] = 1 + i;
+	for (int step = 0; step < 30000; step++)
+		model_step(m);
+	/* Everything comes to an end. */
+	while (m->ngrants)
+		model_release(m);
+	while (m->nwaiting) {
+		assert_int_equal(lt_cancel(x->t, m->waiting[0], x->now), 0);
+		drain(m);
+		while (m->ngrants)
+			model_release(m);
+		drain(m);
+	}
+	lt_tick(x->t, UINT64_MAX - 1);
+	drain(m);
+	check(m);
+	assert_int_equal(lt_file_count(x->t), 0);
+	assert_int_equal(lt_next_deadline(x->t), UINT64_MAX);
+	print_message("    %u parked, %u decided\n", m->parked, m->decided);
+	assert_true(m->parked > 1000);
+	assert_int_equal(m->parked, m->decided);
+	free(m);
+}
+
+#define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		T(test_immediate_grant),
+		T(test_invalid),
+		T(test_reentry),
+		T(test_fifo_order),
+		T(test_shared_batch_and_writer_fairness),
+		T(test_upgrade),
+		T(test_upgrade_alone_is_immediate),
+		T(test_lease_start_and_expiry),
+		T(test_lease_expires_alone),
+		T(test_no_lease_without_lease_ns_or_shared),
+		T(test_lease_ended_by_read_elsewhere),
+		T(test_lease_ended_by_queued_read),
+		T(test_lease_continued_by_own_write),
+		T(test_write_close_hands_over),
+		T(test_overlapping_handles),
+		T(test_one_lease_per_owner),
+		T(test_nonblock),
+		T(test_deadlock_two_cycle),
+		T(test_deadlock_three_cycle_and_chain),
+		T(test_deadlock_through_lease),
+		T(test_deadlock_through_queue_order),
+		T(test_deadlock_double_upgrade),
+		T(test_deadlock_walk_is_bounded),
+		T(test_cancel),
+		T(test_cancel_head_lets_readers_in),
+		T(test_timeout),
+		T(test_timeout_of_head_lets_readers_in),
+		T(test_lease_end_beats_timeout_at_same_instant),
+		T(test_lease_end_beats_timeout_deadline_first),
+		T(test_next_deadline_mixes_leases_and_waits),
+		T(test_exit_with_heir_passes_lease),
+		T(test_exit_without_heir),
+		T(test_exit_with_handles_open),
+		T(test_exit_with_handles_open_no_heir),
+		T(test_exit_with_handles_heir_gone_meanwhile),
+		T(test_heir_waiting_gets_in),
+		T(test_inherited_lease_replaces_heirs_own),
+		T(test_new_owner_same_pid_gets_nothing),
+		T(test_replace),
+		T(test_replace_long_lease_and_shared),
+		T(test_gone),
+		T(test_replace_onto_own_lease),
+		T(test_exit_naming_dead_heir),
+		T(test_foreach_stops_early),
+		T(test_barrier_by_non_holder_waits),
+		T(test_barrier_by_lease_holder),
+		T(test_stats_scripted),
+		T(test_stats_hist_extremes),
+		T(test_stats_reset),
+		T(test_thousand_waiters_fifo),
+		T(test_hundred_thousand_files),
+		T(test_many_holds_per_owner),
+		T(test_random_model),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
