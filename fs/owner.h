@@ -13,7 +13,9 @@
  *   - a process's main thread: heir = the parent process's main thread;
  *   - no heir when the owner was killed by a signal (kill -9 releases at
  *     once), when the heir has already exited, or when the heir is pid 1 or
- *     the daemon itself.
+ *     the daemon itself. The heir is matched by identity, not by pid number
+ *     (owner.c explains how): a process that reuses the parent's pid never
+ *     inherits, and a child that was reparented has no heir.
  * All functions are thread-safe (one mutex inside, owners_lock). */
 #ifndef LOCKFS_OWNER_H
 #define LOCKFS_OWNER_H
@@ -29,7 +31,7 @@ struct owner_info {
 	pid_t tid;
 	pid_t pid;      /* thread group id */
 	pid_t ppid;     /* parent process at first sight */
-	uid_t uid;
+	uid_t uid;      /* effective uid at first sight */
 	char comm[16];  /* thread name, as in /proc/TID/comm */
 };
 
@@ -38,7 +40,9 @@ int owners_new(struct owners **out);
 void owners_free(struct owners *o);
 
 /* The live owner for thread `tid`, created on first sight. Returns 0 and sets
- * *id, or -ESRCH if the thread no longer exists, or another -errno. */
+ * *id, or -ESRCH if the thread no longer exists (or tid <= 0: FUSE sends 0
+ * for a caller outside the daemon's pid namespace), or another -errno
+ * (-EMFILE when out of descriptors for pidfds). */
 int owner_lookup(struct owners *o, pid_t tid, uint64_t *id);
 
 /* Copies what is known of owner `id`; -ENOENT if it is unknown or reaped. */
@@ -54,5 +58,11 @@ int owners_reap(struct owners *o, owner_exit_fn on_exit, void *arg);
 
 /* How many owners are tracked now (for tests and lockstat). */
 unsigned owners_count(struct owners *o);
+
+/* For the unit tests: behave as on a kernel before Linux 6.9 (no
+ * PIDFD_THREAD, no pidfs), where a thread's exit is only noticed when its
+ * process exits or its tid is seen again on a new thread. Call right after
+ * owners_new(), before any other call. */
+void owners_use_process_pidfds(struct owners *o);
 
 #endif

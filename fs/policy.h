@@ -10,10 +10,28 @@
  * (plain passthrough, no lock). GLOB is matched against the path relative to
  * the mount root, without a leading '/': `*` and `?` do not cross '/', `**`
  * matches any number of whole path components (including none), `[...]` is a
- * character class (`[!...]` negated) and `\` escapes the next character.
- * A pattern that contains no '/' matches the base name in any directory.
- * Files that no rule matches get the defaults (exclusive, the -o lease and
- * -o lock_timeout values).
+ * character class (`[!...]` or `[^...]` negated; `]` first is a member,
+ * `a-z` a range) and `\` escapes the next character.
+ * A pattern that contains no '/' matches the base name in any directory; a
+ * leading '/' anchors a pattern at the mount root. A trailing `**` may match
+ * no component at all, so the pattern for everything under a directory also
+ * matches the directory's own name.
+ * Dots are ordinary characters (`*` matches `.bashrc`), and `?` and classes
+ * take one UTF-8 character. Files that no rule matches get the defaults
+ * (exclusive, the -o lease and -o lock_timeout values).
+ *
+ * Lines hold at most 4096 bytes; blank lines and words starting with '#'
+ * (at the start of a line or after whitespace) to the end of the line are
+ * comments, so a glob starting with '#' is written `\#...`, and a space in
+ * a glob `\ `. lease=MS is whole milliseconds (0 = no lease) and only
+ * applies to exclusive rules; timeout=SECS may have a fraction and is
+ * rounded up to whole milliseconds (0 = wait forever); both at most one
+ * week. At most 10,000 rules. A glob that can never match is an error (an
+ * unterminated `[`, a reversed range, an empty component, a trailing '/' or
+ * '\', an escaped '/', `**` that is not a whole component).
+ *
+ * Matching one path costs O(|glob| * |path|) at worst, whatever the pattern
+ * (policy.c explains why).
  *
  * Pure logic apart from policy_load() reading the file. */
 #ifndef LOCKFS_POLICY_H
@@ -30,7 +48,7 @@ enum policy_mode {
 };
 
 struct policy_rule {
-	char *glob;
+	char *glob;          /* as written in the file */
 	enum policy_mode mode;
 	int64_t lease_ms;    /* -1: the mount's default */
 	int64_t timeout_ms;  /* -1: the mount's default; 0: wait forever */
@@ -43,8 +61,9 @@ struct policy;
  * and writes "NAME:LINE: reason" into err. */
 int policy_parse(const char *text, const char *name, struct policy **out,
 		 char *err, size_t errlen);
-/* Reads and parses a file; errors as above, or "NAME: strerror" when it
- * cannot be read. */
+/* Reads and parses a file; errors as above, or "NAME: reason" when it
+ * cannot be used: -errno from open/read ("NAME: strerror"), -EINVAL when it
+ * is not a regular file, -EFBIG above 1 MiB. */
 int policy_load(const char *path, struct policy **out, char *err, size_t errlen);
 void policy_free(struct policy *p);
 
@@ -54,7 +73,10 @@ const struct policy_rule *policy_match(const struct policy *p, const char *relpa
 size_t policy_rule_count(const struct policy *p);
 const char *policy_mode_name(enum policy_mode m);
 
-/* Exposed for the unit tests: glob matching as described above. */
+/* Exposed for the unit tests: glob matching as described above. Malformed
+ * globs (which policy_parse refuses) still match something defined: a '['
+ * without ']' and a lone trailing '\' stand for themselves, and `**` inside
+ * a component acts as `*`. */
 bool policy_glob_match(const char *glob, const char *path);
 
 #endif
