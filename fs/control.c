@@ -1,1 +1,514 @@
-/* placeholder: being written */
+/* The control file (see control.h for what it is and who calls it).
+ *
+ * Reply format, version 1. One record per line, fields separated by one tab,
+ * every line ending in '\n':
+ *
+ *   lockfs-control 1
+ *   mount  MOUNTPOINT SOURCE DAEMON_PID LEASE_MS LOCK_TIMEOUT_MS
+ *   lock   PATH MODE STATE PID TID COMM UID HELD_NS LEASE_LEFT_NS WAITERS HANDLES
+ *   wait   PATH MODE WANTS PID TID COMM UID WAITED_NS BLOCKER_PID
+ *   stat   PATH ACQUISITIONS CONTENTIONS WAITS WAIT_MIN_NS WAIT_MEAN_NS
+ *          WAIT_P99_NS WAIT_MAX_NS WAIT_TOTAL_NS HOLDS HOLD_MEAN_NS
+ *          HOLD_MAX_NS EAGAIN EDEADLK TIMEOUT EINTR
+ *   error  MESSAGE
+ *   end    NLOCK NWAIT NSTAT
+ *
+ * The closing `end` line repeats the record counts, so a reader can tell a
+ * complete reply from a cut one. Strings are escaped: backslash, tab,
+ * newline and carriage return as \\ \t \n \r, any other byte below 0x20 and
+ * 0x7f as \xHH; other bytes pass unchanged. A PATH is "/" followed by the
+ * path relative to the mount root, or "?" and the file key in 16 hex digits
+ * when the file has no name any more. A number that is not known (the owner
+ * was already forgotten, a lease time on an open hold) is "-".
+ * MODE is exclusive|shared, STATE held|lease, WANTS read|write|barrier.
+ * Readers ignore line kinds and trailing fields they do not know, which is
+ * how version 1 can grow.
+ *
+ * Concurrency: a struct control is fixed after control_new() and needs no
+ * lock. Each handle has its own mutex (FUSE may run two requests on one
+ * handle at once). Building a reply takes the lock table's mutex only inside
+ * locking_snapshot() / locking_stats_reset(); owners and paths are resolved
+ * afterwards with no lock of ours held. */
+#include "control.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "locking.h"
+#include "log.h"
+#include "owner.h"
+
+#define CONTROL_VERSION 1
+/* The longest request accepted; the longest valid one is far shorter, so a
+ * hostile writer cannot make the parser look at more than this. */
+#define CONTROL_MAX_REQUEST 64
+
+struct control {
+	/* All fixed by control_new(). */
+	struct locking *l;
+	control_path_fn path_of;
+	void *path_arg;
+	char *mountpoint;
+	char *source;
+	uid_t owner_uid;        /* the daemon's user, who may reset (and root) */
+};
+
+struct control_handle {
+	pthread_mutex_t mu;     /* protects everything below */
+	char *reply;
+	size_t len;
+	bool ready;             /* reply holds an answer (else built on read) */
+};
+
+/* ---- a growing text buffer ---------------------------------------------- */
+
+struct sbuf {
+	char *p;
+	size_t len, cap;
+	bool oom;               /* an allocation failed: the text is incomplete */
+};
+
+static void sb_reserve(struct sbuf *b, size_t more)
+{
+	size_t cap;
+	char *p;
+
+	if (b->oom || b->len + more <= b->cap)
+		return;
+	cap = b->cap ? b->cap : 1024;
+	while (cap < b->len + more)
+		cap *= 2;
+	p = realloc(b->p, cap);
+	if (!p) {
+		b->oom = true;
+		return;
+	}
+	b->p = p;
+	b->cap = cap;
+}
+
+static void sb_add(struct sbuf *b, const char *s, size_t n)
+{
+	sb_reserve(b, n);
+	if (b->oom)
+		return;
+	memcpy(b->p + b->len, s, n);
+	b->len += n;
+}
+
+static void sb_puts(struct sbuf *b, const char *s)
+{
+	sb_add(b, s, strlen(s));
+}
+
+static void sb_printf(struct sbuf *b, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+static void sb_printf(struct sbuf *b, const char *fmt, ...)
+{
+	char tmp[128];
+	va_list ap;
+	int n;
+
+	va_start(ap, fmt);
+	n = vsnprintf(tmp, sizeof(tmp), fmt, ap);
+	va_end(ap);
+	/* Only ever used for numbers and keywords, which fit. */
+	if (n < 0 || (size_t)n >= sizeof(tmp)) {
+		b->oom = true;
+		return;
+	}
+	sb_add(b, tmp, (size_t)n);
+}
+
+/* A tab, then the escaped string. */
+static void sb_field(struct sbuf *b, const char *s)
+{
+	static const char hex[] = "0123456789abcdef";
+
+	sb_add(b, "\t", 1);
+	for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+		char e[4] = { '\\', 0, 0, 0 };
+		size_t n = 2;
+
+		switch (*p) {
+		case '\\': e[1] = '\\'; break;
+		case '\t': e[1] = 't'; break;
+		case '\n': e[1] = 'n'; break;
+		case '\r': e[1] = 'r'; break;
+		default:
+			if (*p >= 0x20 && *p != 0x7f) {
+				sb_add(b, (const char *)p, 1);
+				continue;
+			}
+			e[1] = 'x';
+			e[2] = hex[*p >> 4];
+			e[3] = hex[*p & 15];
+			n = 4;
+		}
+		sb_add(b, e, n);
+	}
+}
+
+static void sb_num(struct sbuf *b, uint64_t v)
+{
+	sb_printf(b, "\t%" PRIu64, v);
+}
+
+static void sb_unknown(struct sbuf *b)
+{
+	sb_add(b, "\t-", 2);
+}
+
+/* ---- requests ------------------------------------------------------------ */
+
+int control_parse_request(const char *buf, size_t len)
+{
+	static const struct {
+		const char *word;
+		enum control_request kind;
+	} words[] = {
+		{ "snapshot", CONTROL_SNAPSHOT },
+		{ "stats", CONTROL_STATS },
+		{ "reset", CONTROL_RESET },
+	};
+
+	if (!buf || len == 0 || len > CONTROL_MAX_REQUEST)
+		return -EINVAL;
+	/* One line: the newline is optional (echo -n works too), nothing may
+	 * follow it. */
+	if (buf[len - 1] == '\n')
+		len--;
+	for (size_t i = 0; i < sizeof(words) / sizeof(words[0]); i++) {
+		size_t n = strlen(words[i].word);
+
+		if (len == n && memcmp(buf, words[i].word, n) == 0)
+			return words[i].kind;
+	}
+	return -EINVAL;
+}
+
+/* ---- building replies ---------------------------------------------------- */
+
+static void put_header(struct control *c, struct sbuf *b)
+{
+	sb_printf(b, "lockfs-control %d\n", CONTROL_VERSION);
+	sb_puts(b, "mount");
+	sb_field(b, c->mountpoint);
+	sb_field(b, c->source);
+	/* getpid() now, not at control_new(): the daemon may fork into the
+	 * background after setting up. */
+	sb_num(b, (uint64_t)getpid());
+	/* The mount's defaults are not handed to this module (control_new
+	 * has no config); "-" says so rather than guessing. */
+	sb_unknown(b);
+	sb_unknown(b);
+	sb_puts(b, "\n");
+}
+
+static void put_path(struct control *c, struct sbuf *b, lt_file_t file)
+{
+	char path[PATH_MAX + 1];
+
+	path[0] = '/';
+	if (c->path_of && c->path_of(c->path_arg, file, path + 1, sizeof(path) - 1) == 0) {
+		path[sizeof(path) - 1] = '\0';
+		sb_field(b, path);
+		return;
+	}
+	sb_printf(b, "\t?%016" PRIx64, file);
+}
+
+/* PID TID COMM UID of an owner, "-" for what is no longer known. */
+static void put_owner(struct control *c, struct sbuf *b, lt_owner_t owner)
+{
+	struct owner_info oi;
+
+	if (owner_info(locking_owners(c->l), owner, &oi) != 0) {
+		sb_unknown(b);
+		sb_unknown(b);
+		sb_field(b, "");
+		sb_unknown(b);
+		return;
+	}
+	oi.comm[sizeof(oi.comm) - 1] = '\0';
+	sb_num(b, (uint64_t)oi.pid);
+	sb_num(b, (uint64_t)oi.tid);
+	sb_field(b, oi.comm);
+	sb_num(b, (uint64_t)oi.uid);
+}
+
+static uint64_t since(uint64_t now, uint64_t t)
+{
+	return now > t ? now - t : 0;
+}
+
+static const char *mode_name(enum lt_class cls)
+{
+	return cls == LT_SHARED ? "shared" : "exclusive";
+}
+
+static const char *want_name(unsigned flags)
+{
+	if (flags & LT_F_BARRIER)
+		return "barrier";
+	return (flags & LT_F_WRITE) ? "write" : "read";
+}
+
+/* Who a waiter waits for, as lslocks shows it: the first holder, else the
+ * waiter queued before it (the queue is FIFO). 0 when unknown. */
+static pid_t blocker_of(struct control *c, const struct lk_file_snap *f, size_t wi)
+{
+	struct owner_info oi;
+	lt_owner_t who;
+
+	if (f->nholders)
+		who = f->holders[0].owner;
+	else if (wi > 0)
+		who = f->waiters[wi - 1].owner;
+	else
+		return 0;
+	if (owner_info(locking_owners(c->l), who, &oi) != 0)
+		return 0;
+	return oi.pid;
+}
+
+static void put_file(struct control *c, struct sbuf *b, const struct lk_snapshot *s,
+		     const struct lk_file_snap *f, size_t *nlock, size_t *nwait)
+{
+	for (size_t i = 0; i < f->nholders; i++) {
+		const struct lk_holder *h = &f->holders[i];
+
+		sb_puts(b, "lock");
+		put_path(c, b, f->file);
+		sb_printf(b, "\t%s\t%s", mode_name(h->cls), h->handles ? "held" : "lease");
+		put_owner(c, b, h->owner);
+		sb_num(b, since(s->now, h->since));
+		if (h->handles)
+			sb_unknown(b);
+		else
+			sb_num(b, h->lease_until > s->now ? h->lease_until - s->now : 0);
+		sb_num(b, f->nwaiters);
+		sb_num(b, h->handles);
+		sb_puts(b, "\n");
+		(*nlock)++;
+	}
+	for (size_t i = 0; i < f->nwaiters; i++) {
+		const struct lk_waiter *w = &f->waiters[i];
+		pid_t blocker = blocker_of(c, f, i);
+
+		sb_puts(b, "wait");
+		put_path(c, b, f->file);
+		sb_printf(b, "\t%s\t%s", mode_name(w->cls), want_name(w->flags));
+		put_owner(c, b, w->owner);
+		sb_num(b, since(s->now, w->since));
+		if (blocker > 0)
+			sb_num(b, (uint64_t)blocker);
+		else
+			sb_unknown(b);
+		sb_puts(b, "\n");
+		(*nwait)++;
+	}
+}
+
+static void put_stat(struct control *c, struct sbuf *b, const struct lk_stat_snap *ss)
+{
+	const struct lt_stats *st = &ss->st;
+
+	sb_puts(b, "stat");
+	put_path(c, b, ss->file);
+	sb_num(b, st->acquisitions);
+	sb_num(b, st->contentions);
+	sb_num(b, st->waits);
+	sb_num(b, st->waits ? st->wait_min_ns : 0);
+	sb_num(b, st->waits ? st->wait_total_ns / st->waits : 0);
+	sb_num(b, lt_stats_wait_percentile(st, 99.0));
+	sb_num(b, st->wait_max_ns);
+	sb_num(b, st->wait_total_ns);
+	sb_num(b, st->holds);
+	sb_num(b, st->holds ? st->hold_total_ns / st->holds : 0);
+	sb_num(b, st->hold_max_ns);
+	sb_num(b, st->fail_eagain);
+	sb_num(b, st->fail_edeadlk);
+	sb_num(b, st->fail_timeout);
+	sb_num(b, st->fail_intr);
+	sb_puts(b, "\n");
+}
+
+static void put_error(struct sbuf *b, const char *msg)
+{
+	sb_printf(b, "lockfs-control %d\nerror", CONTROL_VERSION);
+	sb_field(b, msg);
+	sb_puts(b, "\nend\t0\t0\t0\n");
+}
+
+/* The reply to a request, in *b. 0, or -errno when no reply can be built
+ * (b is then released). */
+static int build_reply(struct control *c, enum control_request kind, struct sbuf *b)
+{
+	struct lk_snapshot s;
+	size_t nlock = 0, nwait = 0;
+	int rc;
+
+	memset(b, 0, sizeof(*b));
+	if (kind == CONTROL_RESET) {
+		locking_stats_reset(c->l);
+		put_header(c, b);
+		sb_puts(b, "end\t0\t0\t0\n");
+		goto done;
+	}
+
+	rc = locking_snapshot(c->l, kind == CONTROL_STATS, &s);
+	if (rc < 0)
+		return rc;
+	put_header(c, b);
+	for (size_t i = 0; i < s.nfiles && !b->oom; i++)
+		put_file(c, b, &s, &s.files[i], &nlock, &nwait);
+	for (size_t i = 0; i < s.nstats && !b->oom; i++)
+		put_stat(c, b, &s.stats[i]);
+	sb_printf(b, "end\t%zu\t%zu\t%zu\n", nlock, nwait, s.nstats);
+	locking_snapshot_free(&s);
+done:
+	if (b->oom) {
+		free(b->p);
+		memset(b, 0, sizeof(*b));
+		return -ENOMEM;
+	}
+	return 0;
+}
+
+/* Replaces the handle's reply. Called with h->mu held. */
+static void set_reply(struct control_handle *h, struct sbuf *b)
+{
+	free(h->reply);
+	h->reply = b->p;
+	h->len = b->len;
+	h->ready = true;
+}
+
+/* ---- the entry points ---------------------------------------------------- */
+
+int control_new(struct control **out, struct locking *l, control_path_fn path_of,
+		void *path_arg, const char *mountpoint, const char *source)
+{
+	struct control *c = calloc(1, sizeof(*c));
+
+	if (!c)
+		return -ENOMEM;
+	c->l = l;
+	c->path_of = path_of;
+	c->path_arg = path_arg;
+	c->mountpoint = strdup(mountpoint ? mountpoint : "");
+	c->source = strdup(source ? source : "");
+	c->owner_uid = getuid();
+	if (!c->mountpoint || !c->source) {
+		control_free(c);
+		return -ENOMEM;
+	}
+	*out = c;
+	return 0;
+}
+
+void control_free(struct control *c)
+{
+	if (!c)
+		return;
+	free(c->mountpoint);
+	free(c->source);
+	free(c);
+}
+
+int control_open(struct control *c, struct control_handle **out)
+{
+	struct control_handle *h = calloc(1, sizeof(*h));
+
+	(void)c;
+	if (!h)
+		return -ENOMEM;
+	pthread_mutex_init(&h->mu, NULL);
+	*out = h;
+	return 0;
+}
+
+int control_write(struct control *c, struct control_handle *h, const char *buf,
+		  size_t len, uid_t caller)
+{
+	struct sbuf b = { 0 };
+	int kind = control_parse_request(buf, len);
+	int rc = 0;
+
+	if (kind < 0) {
+		log_debug("control: malformed request of %zu bytes from uid %u", len,
+			  (unsigned)caller);
+		put_error(&b, "malformed request (expected snapshot, stats or reset)");
+		rc = -EINVAL;
+	} else if (kind == CONTROL_RESET && caller != 0 && caller != c->owner_uid) {
+		put_error(&b, "permission denied: only the mount's owner or root may reset");
+		rc = -EPERM;
+	} else {
+		rc = build_reply(c, (enum control_request)kind, &b);
+		if (rc < 0)
+			return rc;
+		if (kind == CONTROL_RESET)
+			log_debug("control: statistics reset by uid %u", (unsigned)caller);
+	}
+	if (b.oom) {
+		free(b.p);
+		return -ENOMEM;
+	}
+	pthread_mutex_lock(&h->mu);
+	set_reply(h, &b);
+	pthread_mutex_unlock(&h->mu);
+	return rc;
+}
+
+ssize_t control_read(struct control *c, struct control_handle *h, char *buf,
+		     size_t size, off_t off)
+{
+	ssize_t n = 0;
+
+	if (off < 0)
+		return -EINVAL;
+	pthread_mutex_lock(&h->mu);
+	/* Built at the first read rather than at open, so that a reader that
+	 * opens to write a request does not pay for a snapshot it never
+	 * reads. For a plain reader it is the same: one snapshot per handle. */
+	if (!h->ready) {
+		struct sbuf b;
+		int rc = build_reply(c, CONTROL_SNAPSHOT, &b);
+
+		if (rc < 0) {
+			pthread_mutex_unlock(&h->mu);
+			return rc;
+		}
+		set_reply(h, &b);
+	}
+	if ((uint64_t)off < h->len) {
+		size_t m = h->len - (size_t)off;
+
+		if (m > size)
+			m = size;
+		if (m > SSIZE_MAX)
+			m = SSIZE_MAX;
+		memcpy(buf, h->reply + off, m);
+		n = (ssize_t)m;
+	}
+	pthread_mutex_unlock(&h->mu);
+	return n;
+}
+
+void control_release(struct control_handle *h)
+{
+	if (!h)
+		return;
+	pthread_mutex_destroy(&h->mu);
+	free(h->reply);
+	free(h);
+}

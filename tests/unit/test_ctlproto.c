@@ -1,0 +1,625 @@
+/* Unit tests for the control-file protocol: the daemon's request parser and
+ * reply builder (fs/control.c, driven through a real lock table and real
+ * owners, no FUSE) and lockstat's reply parser (tools/ctlproto.c). */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "control.h"
+#include "ctlproto.h"
+#include "locking.h"
+#include "owner.h"
+
+/* ---- control_parse_request ---------------------------------------------- */
+
+static int req(const char *s)
+{
+	return control_parse_request(s, strlen(s));
+}
+
+static void test_request_words(void **state)
+{
+	(void)state;
+	assert_int_equal(req("snapshot\n"), CONTROL_SNAPSHOT);
+	assert_int_equal(req("snapshot"), CONTROL_SNAPSHOT);
+	assert_int_equal(req("stats\n"), CONTROL_STATS);
+	assert_int_equal(req("stats"), CONTROL_STATS);
+	assert_int_equal(req("reset\n"), CONTROL_RESET);
+	assert_int_equal(req("reset"), CONTROL_RESET);
+}
+
+static void test_request_malformed(void **state)
+{
+	static const char *bad[] = {
+		"", "\n", "stats\n\n", "Stats\n", "stats \n", " stats", "stat\n",
+		"statsx", "snapshot\nstats\n", "reset\r\n", "reset\r", "\nreset",
+		"stats\t", "resets\n",
+	};
+	char big[4096];
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		assert_int_equal(req(bad[i]), -EINVAL);
+	/* An embedded NUL is not a shorter word. */
+	assert_int_equal(control_parse_request("stats\0\n", 7), -EINVAL);
+	assert_int_equal(control_parse_request("sta\0ts", 6), -EINVAL);
+	assert_int_equal(control_parse_request(NULL, 5), -EINVAL);
+	/* A valid word followed by a lot: bounded, refused. */
+	memset(big, ' ', sizeof(big));
+	memcpy(big, "stats", 5);
+	assert_int_equal(control_parse_request(big, sizeof(big)), -EINVAL);
+	assert_int_equal(control_parse_request("stats", 5), CONTROL_STATS);
+}
+
+/* ---- escaping ------------------------------------------------------------ */
+
+static void test_escape_roundtrip_every_byte(void **state)
+{
+	char in[2] = { 0, 0 };
+
+	(void)state;
+	for (int c = 1; c < 256; c++) {
+		char *e, *d = NULL;
+
+		in[0] = (char)c;
+		e = ctl_escape(in);
+		assert_non_null(e);
+		/* The escaped form never contains what separates fields or
+		 * records. */
+		assert_null(strchr(e, '\t'));
+		assert_null(strchr(e, '\n'));
+		assert_int_equal(ctl_unescape(e, strlen(e), &d), 0);
+		assert_string_equal(d, in);
+		free(e);
+		free(d);
+	}
+}
+
+static void test_escape_roundtrip_random(void **state)
+{
+	unsigned seed = 12345;
+
+	(void)state;
+	for (int round = 0; round < 2000; round++) {
+		char in[64], *e, *d = NULL;
+		size_t n = (size_t)(seed % 63);
+
+		for (size_t i = 0; i < n; i++) {
+			seed = seed * 1103515245u + 12345u;
+			in[i] = (char)(1 + (seed >> 16) % 255);
+		}
+		in[n] = '\0';
+		seed = seed * 1103515245u + 12345u;
+		e = ctl_escape(in);
+		assert_non_null(e);
+		assert_int_equal(ctl_unescape(e, strlen(e), &d), 0);
+		assert_memory_equal(d, in, n + 1);
+		free(e);
+		free(d);
+	}
+}
+
+static void test_unescape_rejects(void **state)
+{
+	static const char *bad[] = {
+		"\\", "a\\", "\\q", "\\x", "\\x4", "\\x00", "\\xg1", "\\x1g", "a\tb", "a\nb",
+	};
+	char *d = NULL;
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		assert_int_equal(ctl_unescape(bad[i], strlen(bad[i]), &d), -EINVAL);
+		assert_null(d);
+	}
+	assert_int_equal(ctl_unescape("a\\x41\\\\\\t", 9, &d), 0);
+	assert_string_equal(d, "aA\\\t");
+	free(d);
+}
+
+/* ---- ctl_parse_reply on canned replies ----------------------------------- */
+
+static const char good_reply[] =
+	"lockfs-control 1\n"
+	"mount\t/mnt/a b\t/src/x\\ty\t4242\t250\t-\n"
+	"lock\t/dir/c\\nd.txt\texclusive\tlease\t100\t101\tpython3\t1000\t5000000\t2000\t3\t0\n"
+	"lock\t?00000000deadbeef\tshared\theld\t-\t-\t\t-\t7\t-\t0\t2\n"
+	"wait\t/dir/c\\nd.txt\texclusive\twrite\t200\t202\tsh\t0\t1500\t100\n"
+	"future\tignored\trecord\n"
+	"stat\t/dir/c\\nd.txt\t4\t3\t3\t10\t20\t64\t40\t60\t2\t30\t50\t1\t2\t3\t4\textra\n"
+	"end\t2\t1\t1\n";
+
+static void test_parse_good(void **state)
+{
+	struct ctl_reply r;
+	char err[256];
+
+	(void)state;
+	assert_int_equal(ctl_parse_reply(good_reply, strlen(good_reply), &r, err, sizeof(err)), 0);
+	assert_int_equal(r.version, 1);
+	assert_string_equal(r.mountpoint, "/mnt/a b");
+	assert_string_equal(r.source, "/src/x\ty");
+	assert_int_equal(r.daemon_pid, 4242);
+	assert_int_equal(r.lease_ms, 250);
+	assert_int_equal(r.lock_timeout_ms, CTL_UNKNOWN);
+	assert_null(r.error);
+
+	assert_int_equal(r.nlocks, 2);
+	assert_string_equal(r.locks[0].file.path, "dir/c\nd.txt");
+	assert_int_equal(r.locks[0].mode, CTL_EXCLUSIVE);
+	assert_int_equal(r.locks[0].state, CTL_LEASE);
+	assert_int_equal(r.locks[0].owner.pid, 100);
+	assert_int_equal(r.locks[0].owner.tid, 101);
+	assert_string_equal(r.locks[0].owner.comm, "python3");
+	assert_int_equal(r.locks[0].owner.uid, 1000);
+	assert_int_equal(r.locks[0].held_ns, 5000000);
+	assert_int_equal(r.locks[0].lease_left_ns, 2000);
+	assert_int_equal(r.locks[0].waiters, 3);
+	assert_int_equal(r.locks[0].handles, 0);
+
+	assert_null(r.locks[1].file.path);
+	assert_true(r.locks[1].file.key == 0xdeadbeefull);
+	assert_int_equal(r.locks[1].mode, CTL_SHARED);
+	assert_int_equal(r.locks[1].state, CTL_HELD);
+	assert_int_equal(r.locks[1].owner.pid, CTL_UNKNOWN);
+	assert_string_equal(r.locks[1].owner.comm, "");
+	assert_int_equal(r.locks[1].handles, 2);
+
+	assert_int_equal(r.nwaits, 1);
+	assert_string_equal(r.waits[0].file.path, "dir/c\nd.txt");
+	assert_int_equal(r.waits[0].want, CTL_WANT_WRITE);
+	assert_int_equal(r.waits[0].owner.pid, 200);
+	assert_int_equal(r.waits[0].owner.tid, 202);
+	assert_int_equal(r.waits[0].waited_ns, 1500);
+	assert_int_equal(r.waits[0].blocker, 100);
+
+	assert_int_equal(r.nstats, 1);
+	assert_int_equal(r.stats[0].acquisitions, 4);
+	assert_int_equal(r.stats[0].contentions, 3);
+	assert_int_equal(r.stats[0].waits, 3);
+	assert_int_equal(r.stats[0].wait_min_ns, 10);
+	assert_int_equal(r.stats[0].wait_mean_ns, 20);
+	assert_int_equal(r.stats[0].wait_p99_ns, 64);
+	assert_int_equal(r.stats[0].wait_max_ns, 40);
+	assert_int_equal(r.stats[0].wait_total_ns, 60);
+	assert_int_equal(r.stats[0].holds, 2);
+	assert_int_equal(r.stats[0].hold_mean_ns, 30);
+	assert_int_equal(r.stats[0].hold_max_ns, 50);
+	assert_int_equal(r.stats[0].eagain, 1);
+	assert_int_equal(r.stats[0].edeadlk, 2);
+	assert_int_equal(r.stats[0].timeouts, 3);
+	assert_int_equal(r.stats[0].eintr, 4);
+	ctl_reply_free(&r);
+}
+
+/* Every proper prefix of a reply is detected as cut short. */
+static void test_parse_every_prefix_fails(void **state)
+{
+	size_t n = strlen(good_reply);
+
+	(void)state;
+	for (size_t len = 0; len < n; len++) {
+		struct ctl_reply r;
+		char err[256];
+
+		assert_int_equal(ctl_parse_reply(good_reply, len, &r, err, sizeof(err)), -EINVAL);
+		assert_true(err[0] != '\0');
+		assert_int_equal(r.nlocks, 0);
+		ctl_reply_free(&r);
+	}
+}
+
+static void expect_bad(const char *text, const char *msg_part)
+{
+	struct ctl_reply r;
+	char err[256];
+
+	assert_int_equal(ctl_parse_reply(text, strlen(text), &r, err, sizeof(err)), -EINVAL);
+	if (!strstr(err, msg_part))
+		fail_msg("error '%s' does not mention '%s' for:\n%s", err, msg_part, text);
+	ctl_reply_free(&r);
+}
+
+#define HDR "lockfs-control 1\nmount\t/m\t/s\t1\t250\t0\n"
+#define LOCK "lock\t/f\texclusive\theld\t1\t1\tc\t0\t5\t-\t0\t1\n"
+
+static void test_parse_rejects(void **state)
+{
+	(void)state;
+	expect_bad("lockfs-control 2\nend\t0\t0\t0\n", "unsupported protocol version 2");
+	expect_bad("hello\nend\t0\t0\t0\n", "not a lockfs control reply");
+	expect_bad("lockfs-control x\nend\t0\t0\t0\n", "version");
+	expect_bad(HDR LOCK "end\t0\t0\t0\n", "do not match");
+	expect_bad(HDR "end\t1\t0\t0\n", "do not match");
+	expect_bad(HDR LOCK, "no end record");
+	expect_bad(HDR "end\t0\t0\t0\nlock\n", "after the end");
+	expect_bad("lockfs-control 1\nend\t0\t0\t0\n", "no mount record");
+	expect_bad(HDR "mount\t/m\t/s\t1\t250\t0\nend\t0\t0\t0\n", "second mount");
+	expect_bad(HDR "lock\t/f\texclusive\theld\t1\t1\tc\t0\t5\t-\t0\nend\t1\t0\t0\n", "short");
+	expect_bad(HDR "lock\tf\texclusive\theld\t1\t1\tc\t0\t5\t-\t0\t1\nend\t1\t0\t0\n", "path");
+	expect_bad(HDR "lock\t/\texclusive\theld\t1\t1\tc\t0\t5\t-\t0\t1\nend\t1\t0\t0\n", "path");
+	expect_bad(HDR "lock\t?123\texclusive\theld\t1\t1\tc\t0\t5\t-\t0\t1\nend\t1\t0\t0\n", "path");
+	expect_bad(HDR "lock\t/f\tsole\theld\t1\t1\tc\t0\t5\t-\t0\t1\nend\t1\t0\t0\n", "mode");
+	expect_bad(HDR "lock\t/f\texclusive\tkept\t1\t1\tc\t0\t5\t-\t0\t1\nend\t1\t0\t0\n", "state");
+	expect_bad(HDR "lock\t/f\texclusive\theld\t+1\t1\tc\t0\t5\t-\t0\t1\nend\t1\t0\t0\n", "owner");
+	expect_bad(HDR "lock\t/f\texclusive\theld\t1\t1\tc\t0\t-\t-\t0\t1\nend\t1\t0\t0\n", "number");
+	expect_bad(HDR "lock\t/f\texclusive\theld\t1\t1\tc\t0\t99999999999999999999\t-\t0\t1\nend\t1\t0\t0\n",
+		   "number");
+	expect_bad(HDR "lock\t/f\\q\texclusive\theld\t1\t1\tc\t0\t5\t-\t0\t1\nend\t1\t0\t0\n", "escape");
+	expect_bad(HDR "wait\t/f\texclusive\tall\t1\t1\tc\t0\t5\t-\nend\t0\t1\t0\n", "wanted");
+	expect_bad(HDR "stat\t/f\t1\t2\nend\t0\t0\t1\n", "short");
+	expect_bad(HDR "end\t0\t0\n", "bad end");
+	expect_bad("lockfs-control 1\nmount\t/m\t/s\t-\t250\t0\nend\t0\t0\t0\n", "mount");
+	expect_bad("", "empty");
+	{
+		/* A NUL inside the reply. */
+		static const char nul[] = "lockfs-control 1\nmount\t/m\0\t/s\t1\t-\t-\nend\t0\t0\t0\n";
+		struct ctl_reply r;
+		char err[128];
+
+		assert_int_equal(ctl_parse_reply(nul, sizeof(nul) - 1, &r, err, sizeof(err)), -EINVAL);
+		assert_non_null(strstr(err, "NUL"));
+	}
+}
+
+static void test_parse_error_reply(void **state)
+{
+	static const char text[] = "lockfs-control 1\nerror\tmalformed request\\tx\nend\t0\t0\t0\n";
+	struct ctl_reply r;
+	char err[64];
+
+	(void)state;
+	assert_int_equal(ctl_parse_reply(text, strlen(text), &r, err, sizeof(err)), 0);
+	assert_string_equal(r.error, "malformed request\tx");
+	ctl_reply_free(&r);
+}
+
+/* ---- the daemon's replies, end to end ------------------------------------ */
+
+#define KEY_NAMED 0x1111
+#define KEY_GONE 0x2222
+/* A name with every character that needs escaping. */
+#define NAMED_PATH "sub dir/we\tird\\na\nme.txt"
+
+static int resolve(void *arg, lt_file_t file, char *buf, size_t len)
+{
+	int *calls = arg;
+
+	(*calls)++;
+	if (file != KEY_NAMED)
+		return -ENOENT;
+	snprintf(buf, len, "%s", NAMED_PATH);
+	return 0;
+}
+
+struct dfx {
+	struct lockfs_config cfg;
+	struct locking *l;
+	struct control *c;
+	int resolver_calls;
+};
+
+static int dsetup(void **state)
+{
+	struct dfx *x = calloc(1, sizeof(*x));
+
+	if (!x)
+		return -1;
+	x->cfg.lease_ms = 250;
+	if (locking_new(&x->l, &x->cfg) != 0)
+		return -1;
+	if (control_new(&x->c, x->l, resolve, &x->resolver_calls, "/mnt/point", "/the/source") != 0)
+		return -1;
+	*state = x;
+	return 0;
+}
+
+static int dteardown(void **state)
+{
+	struct dfx *x = *state;
+
+	control_free(x->c);
+	locking_free(x->l);
+	free(x);
+	return 0;
+}
+
+struct grant {
+	struct lk_wait w;
+	int status;
+	int resumed;
+};
+
+static void on_resume(struct lk_wait *w, int status)
+{
+	struct grant *g = (struct grant *)w;
+
+	g->status = status;
+	g->resumed++;
+}
+
+static int locking_owner_lookup_self(struct locking *l, lt_owner_t *id)
+{
+	return owner_lookup(locking_owners(l), gettid(), id);
+}
+
+/* Asks for `file` as the calling thread; returns the immediate outcome (a
+ * request that would park is not possible here: no FUSE request). */
+static int take(struct locking *l, lt_file_t file, unsigned flags, uint64_t lease_ns)
+{
+	struct grant g = { 0 };
+
+	if (locking_owner_lookup_self(l, &g.w.lt.owner) != 0)
+		return -ESRCH;
+	g.w.lt.file = file;
+	g.w.lt.cls = LT_EXCL;
+	g.w.lt.flags = flags;
+	g.w.lt.lease_ns = lease_ns;
+	g.w.resume = on_resume;
+	locking_acquire(l, &g.w);
+	assert_int_equal(g.resumed, 1);
+	return g.status;
+}
+
+/* Reads a whole reply through `h`, `chunk` bytes at a time. */
+static char *read_all(struct control *c, struct control_handle *h, size_t chunk, size_t *len)
+{
+	char *buf = NULL;
+	size_t n = 0;
+
+	for (;;) {
+		ssize_t r;
+
+		buf = realloc(buf, n + chunk + 1);
+		assert_non_null(buf);
+		r = control_read(c, h, buf + n, chunk, (off_t)n);
+		assert_true(r >= 0);
+		if (r == 0)
+			break;
+		n += (size_t)r;
+	}
+	buf[n] = '\0';
+	*len = n;
+	return buf;
+}
+
+static void ask(struct dfx *x, const char *request, struct ctl_reply *r)
+{
+	struct control_handle *h;
+	char err[256], *text;
+	size_t len;
+
+	assert_int_equal(control_open(x->c, &h), 0);
+	if (request)
+		assert_int_equal(control_write(x->c, h, request, strlen(request), getuid()), 0);
+	text = read_all(x->c, h, 4096, &len);
+	if (ctl_parse_reply(text, len, r, err, sizeof(err)) != 0)
+		fail_msg("daemon reply does not parse: %s\n%s", err, text);
+	free(text);
+	control_release(h);
+}
+
+static void test_daemon_holder_roundtrip(void **state)
+{
+	struct dfx *x = *state;
+	struct ctl_reply r;
+	char comm[16] = { 0 };
+
+	assert_int_equal(prctl(PR_SET_NAME, "ctl-holder"), 0);
+	prctl(PR_GET_NAME, comm);
+	assert_int_equal(take(x->l, KEY_NAMED, 0, 1000000000ull), 0);
+	assert_int_equal(take(x->l, KEY_GONE, LT_F_WRITE, 0), 0);
+
+	ask(x, NULL, &r);
+	assert_null(r.error);
+	assert_string_equal(r.mountpoint, "/mnt/point");
+	assert_string_equal(r.source, "/the/source");
+	assert_int_equal(r.daemon_pid, getpid());
+	assert_int_equal(r.nlocks, 2);
+	assert_int_equal(r.nwaits, 0);
+	assert_int_equal(r.nstats, 0);
+	for (size_t i = 0; i < r.nlocks; i++) {
+		const struct ctl_lock *l = &r.locks[i];
+
+		if (l->file.path) {
+			assert_string_equal(l->file.path, NAMED_PATH);
+		} else {
+			assert_true(l->file.key == KEY_GONE);
+		}
+		assert_int_equal(l->mode, CTL_EXCLUSIVE);
+		assert_int_equal(l->state, CTL_HELD);
+		assert_int_equal(l->owner.pid, getpid());
+		assert_int_equal(l->owner.tid, gettid());
+		assert_string_equal(l->owner.comm, comm);
+		assert_int_equal(l->owner.uid, geteuid());
+		assert_int_equal(l->handles, 1);
+		assert_int_equal(l->waiters, 0);
+		assert_int_equal(l->lease_left_ns, CTL_UNKNOWN);
+		assert_true(l->held_ns >= 0 && l->held_ns < 10 * 1000000000ll);
+	}
+	assert_true(r.locks[0].file.path != NULL || r.locks[1].file.path != NULL);
+	assert_true(x->resolver_calls >= 2);
+	ctl_reply_free(&r);
+
+	/* A read-only close leaves a lease with time left. */
+	{
+		lt_owner_t me;
+
+		assert_int_equal(locking_owner_lookup_self(x->l, &me), 0);
+		locking_release(x->l, KEY_NAMED, me, false);
+		locking_release(x->l, KEY_GONE, me, true);
+	}
+	ask(x, "snapshot\n", &r);
+	assert_int_equal(r.nlocks, 1);
+	assert_string_equal(r.locks[0].file.path, NAMED_PATH);
+	assert_int_equal(r.locks[0].state, CTL_LEASE);
+	assert_int_equal(r.locks[0].handles, 0);
+	assert_true(r.locks[0].lease_left_ns > 0 && r.locks[0].lease_left_ns <= 1000000000ll);
+	ctl_reply_free(&r);
+}
+
+struct other {
+	struct locking *l;
+	int status;
+};
+
+static void *other_thread(void *arg)
+{
+	struct other *o = arg;
+
+	o->status = take(o->l, KEY_NAMED, LT_F_NONBLOCK | LT_F_WRITE, 0);
+	return NULL;
+}
+
+static void test_daemon_stats_and_reset(void **state)
+{
+	struct dfx *x = *state;
+	struct other o = { .l = x->l, .status = 1 };
+	struct control_handle *h;
+	struct ctl_reply r;
+	pthread_t th;
+	lt_owner_t me;
+	bool found = false;
+
+	assert_int_equal(take(x->l, KEY_NAMED, LT_F_WRITE, 0), 0);
+	assert_int_equal(pthread_create(&th, NULL, other_thread, &o), 0);
+	pthread_join(th, NULL);
+	assert_int_equal(o.status, -EAGAIN);
+
+	ask(x, "stats\n", &r);
+	assert_int_equal(r.nlocks, 1);
+	for (size_t i = 0; i < r.nstats; i++) {
+		const struct ctl_stat *s = &r.stats[i];
+
+		if (!s->file.path)
+			continue;
+		assert_string_equal(s->file.path, NAMED_PATH);
+		assert_int_equal(s->acquisitions, 1);
+		assert_int_equal(s->contentions, 0);
+		assert_int_equal(s->eagain, 1);
+		assert_int_equal(s->edeadlk, 0);
+		assert_int_equal(s->timeouts, 0);
+		found = true;
+	}
+	assert_true(found);
+	ctl_reply_free(&r);
+
+	/* Somebody else may not reset; the handle then reads an error. */
+	assert_int_equal(control_open(x->c, &h), 0);
+	assert_int_equal(control_write(x->c, h, "reset\n", 6, getuid() + 1), -EPERM);
+	{
+		size_t len;
+		char *text = read_all(x->c, h, 3, &len), err[128];
+
+		assert_int_equal(ctl_parse_reply(text, len, &r, err, sizeof(err)), 0);
+		assert_non_null(r.error);
+		assert_non_null(strstr(r.error, "permission"));
+		ctl_reply_free(&r);
+		free(text);
+	}
+	control_release(h);
+	ask(x, "stats\n", &r);
+	found = false;
+	for (size_t i = 0; i < r.nstats; i++)
+		if (r.stats[i].eagain == 1)
+			found = true;
+	assert_true(found);
+	ctl_reply_free(&r);
+
+	/* The owner may. */
+	ask(x, "reset\n", &r);
+	assert_int_equal(r.nlocks, 0);
+	ctl_reply_free(&r);
+	ask(x, "stats\n", &r);
+	assert_int_equal(r.nlocks, 1);
+	for (size_t i = 0; i < r.nstats; i++) {
+		assert_int_equal(r.stats[i].acquisitions, 0);
+		assert_int_equal(r.stats[i].eagain, 0);
+	}
+	ctl_reply_free(&r);
+
+	assert_int_equal(locking_owner_lookup_self(x->l, &me), 0);
+	locking_release(x->l, KEY_NAMED, me, true);
+}
+
+static void test_daemon_paging_and_garbage(void **state)
+{
+	struct dfx *x = *state;
+	struct control_handle *h;
+	char *whole, *paged, err[128], junk[70000];
+	size_t lw, lp;
+	struct ctl_reply r;
+	lt_owner_t me;
+
+	assert_int_equal(take(x->l, KEY_NAMED, LT_F_WRITE, 0), 0);
+
+	/* One handle pages through one snapshot, whatever the read size. */
+	assert_int_equal(control_open(x->c, &h), 0);
+	whole = read_all(x->c, h, 1 << 16, &lw);
+	paged = read_all(x->c, h, 7, &lp);
+	assert_int_equal(lw, lp);
+	assert_memory_equal(whole, paged, lw);
+	{
+		char b[8];
+
+		assert_int_equal(control_read(x->c, h, b, sizeof(b), (off_t)lw), 0);
+		assert_int_equal(control_read(x->c, h, b, sizeof(b), (off_t)lw + 100000), 0);
+		assert_int_equal(control_read(x->c, h, b, sizeof(b), -1), -EINVAL);
+	}
+	free(paged);
+
+	/* Garbage: refused, and the handle answers with an error reply. */
+	for (size_t i = 0; i < sizeof(junk); i++)
+		junk[i] = (char)(i * 7 + 3);
+	assert_int_equal(control_write(x->c, h, junk, sizeof(junk), 0), -EINVAL);
+	assert_int_equal(control_write(x->c, h, junk, 1, 0), -EINVAL);
+	paged = read_all(x->c, h, 100, &lp);
+	assert_int_equal(ctl_parse_reply(paged, lp, &r, err, sizeof(err)), 0);
+	assert_non_null(r.error);
+	ctl_reply_free(&r);
+	free(paged);
+
+	/* And still serves a good request afterwards. */
+	assert_int_equal(control_write(x->c, h, "snapshot", 8, 0), 0);
+	paged = read_all(x->c, h, 100, &lp);
+	assert_int_equal(ctl_parse_reply(paged, lp, &r, err, sizeof(err)), 0);
+	assert_null(r.error);
+	assert_int_equal(r.nlocks, 1);
+	ctl_reply_free(&r);
+	free(paged);
+	free(whole);
+	control_release(h);
+
+	assert_int_equal(locking_owner_lookup_self(x->l, &me), 0);
+	locking_release(x->l, KEY_NAMED, me, true);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_request_words),
+		cmocka_unit_test(test_request_malformed),
+		cmocka_unit_test(test_escape_roundtrip_every_byte),
+		cmocka_unit_test(test_escape_roundtrip_random),
+		cmocka_unit_test(test_unescape_rejects),
+		cmocka_unit_test(test_parse_good),
+		cmocka_unit_test(test_parse_every_prefix_fails),
+		cmocka_unit_test(test_parse_rejects),
+		cmocka_unit_test(test_parse_error_reply),
+		cmocka_unit_test_setup_teardown(test_daemon_holder_roundtrip, dsetup, dteardown),
+		cmocka_unit_test_setup_teardown(test_daemon_stats_and_reset, dsetup, dteardown),
+		cmocka_unit_test_setup_teardown(test_daemon_paging_and_garbage, dsetup, dteardown),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

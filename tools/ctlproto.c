@@ -1,0 +1,483 @@
+/* Parser for control-file replies (see ctlproto.h; the format is described
+ * at the top of fs/control.c). */
+#include "ctlproto.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* More fields than any version-1 record has; later ones are ignored. */
+#define MAX_FIELDS 32
+
+struct field {
+	const char *p;
+	size_t n;
+};
+
+struct parser {
+	struct ctl_reply *r;
+	size_t lineno;
+	char *err;
+	size_t errlen;
+	size_t cap_locks, cap_waits, cap_stats;
+};
+
+static int fail(struct parser *ps, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+static int fail(struct parser *ps, const char *fmt, ...)
+{
+	va_list ap;
+	int n = 0;
+
+	if (ps->errlen == 0)
+		return -EINVAL;
+	if (ps->lineno)
+		n = snprintf(ps->err, ps->errlen, "line %zu: ", ps->lineno);
+	if (n < 0 || (size_t)n >= ps->errlen)
+		n = 0;
+	va_start(ap, fmt);
+	vsnprintf(ps->err + n, ps->errlen - (size_t)n, fmt, ap);
+	va_end(ap);
+	return -EINVAL;
+}
+
+static int hexval(char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
+
+int ctl_unescape(const char *in, size_t n, char **out)
+{
+	char *s = malloc(n + 1), *o = s;
+
+	*out = NULL;
+	if (!s)
+		return -ENOMEM;
+	for (size_t i = 0; i < n; i++) {
+		char c = in[i];
+
+		if (c == '\t' || c == '\n' || c == '\0')
+			goto bad;
+		if (c != '\\') {
+			*o++ = c;
+			continue;
+		}
+		if (++i >= n)
+			goto bad;
+		switch (in[i]) {
+		case '\\': *o++ = '\\'; break;
+		case 't': *o++ = '\t'; break;
+		case 'n': *o++ = '\n'; break;
+		case 'r': *o++ = '\r'; break;
+		case 'x': {
+			int hi, lo;
+
+			if (i + 2 >= n)
+				goto bad;
+			hi = hexval(in[i + 1]);
+			lo = hexval(in[i + 2]);
+			if (hi < 0 || lo < 0 || (hi == 0 && lo == 0))
+				goto bad;
+			*o++ = (char)(hi << 4 | lo);
+			i += 2;
+			break;
+		}
+		default:
+			goto bad;
+		}
+	}
+	*o = '\0';
+	*out = s;
+	return 0;
+bad:
+	free(s);
+	return -EINVAL;
+}
+
+char *ctl_escape(const char *s)
+{
+	static const char hex[] = "0123456789abcdef";
+	size_t n = strlen(s);
+	char *out, *o;
+
+	if (n > (SIZE_MAX - 1) / 4)
+		return NULL;
+	out = malloc(4 * n + 1);
+	if (!out)
+		return NULL;
+	o = out;
+	for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+		switch (*p) {
+		case '\\': *o++ = '\\'; *o++ = '\\'; break;
+		case '\t': *o++ = '\\'; *o++ = 't'; break;
+		case '\n': *o++ = '\\'; *o++ = 'n'; break;
+		case '\r': *o++ = '\\'; *o++ = 'r'; break;
+		default:
+			if (*p < 0x20 || *p == 0x7f) {
+				*o++ = '\\';
+				*o++ = 'x';
+				*o++ = hex[*p >> 4];
+				*o++ = hex[*p & 15];
+			} else {
+				*o++ = (char)*p;
+			}
+		}
+	}
+	*o = '\0';
+	return out;
+}
+
+static bool is(const struct field *f, const char *word)
+{
+	size_t n = strlen(word);
+
+	return f->n == n && memcmp(f->p, word, n) == 0;
+}
+
+/* A decimal number that fits a long long; "-" (CTL_UNKNOWN) when allowed. */
+static bool num(const struct field *f, bool unknown_ok, long long *out)
+{
+	long long v = 0;
+
+	if (unknown_ok && f->n == 1 && f->p[0] == '-') {
+		*out = CTL_UNKNOWN;
+		return true;
+	}
+	if (f->n == 0 || f->n > 19)
+		return false;
+	for (size_t i = 0; i < f->n; i++) {
+		int d = f->p[i] - '0';
+
+		if (d < 0 || d > 9 || v > (LLONG_MAX - d) / 10)
+			return false;
+		v = v * 10 + d;
+	}
+	*out = v;
+	return true;
+}
+
+static int text(struct parser *ps, const struct field *f, char **out, const char *what)
+{
+	int rc = ctl_unescape(f->p, f->n, out);
+
+	if (rc == -EINVAL)
+		return fail(ps, "bad escape in %s", what);
+	return rc;
+}
+
+static int file(struct parser *ps, const struct field *f, struct ctl_file *out)
+{
+	out->path = NULL;
+	out->key = 0;
+	if (f->n >= 2 && f->p[0] == '/')
+		return text(ps, &(struct field){ f->p + 1, f->n - 1 }, &out->path, "path");
+	if (f->n == 17 && f->p[0] == '?') {
+		for (size_t i = 1; i < 17; i++) {
+			int d = hexval(f->p[i]);
+
+			if (d < 0)
+				return fail(ps, "bad file key");
+			out->key = out->key << 4 | (uint64_t)d;
+		}
+		return 0;
+	}
+	return fail(ps, "bad path field");
+}
+
+static int owner(struct parser *ps, const struct field *f, struct ctl_owner *o)
+{
+	if (!num(&f[0], true, &o->pid) || !num(&f[1], true, &o->tid) ||
+	    !num(&f[3], true, &o->uid))
+		return fail(ps, "bad owner");
+	return text(ps, &f[2], &o->comm, "command");
+}
+
+static bool mode(const struct field *f, enum ctl_mode *m)
+{
+	if (is(f, "exclusive"))
+		*m = CTL_EXCLUSIVE;
+	else if (is(f, "shared"))
+		*m = CTL_SHARED;
+	else
+		return false;
+	return true;
+}
+
+/* Makes room for one more element of `size` bytes in *arr. */
+static int grow(void **arr, size_t n, size_t *cap, size_t size)
+{
+	void *p;
+	size_t c;
+
+	if (n < *cap)
+		return 0;
+	c = *cap ? *cap * 2 : 16;
+	if (c > SIZE_MAX / size)
+		return -ENOMEM;
+	p = realloc(*arr, c * size);
+	if (!p)
+		return -ENOMEM;
+	memset((char *)p + n * size, 0, (c - n) * size);
+	*arr = p;
+	*cap = c;
+	return 0;
+}
+
+static int rec_mount(struct parser *ps, const struct field *f, size_t nf)
+{
+	struct ctl_reply *r = ps->r;
+	int rc;
+
+	if (r->have_mount)
+		return fail(ps, "second mount record");
+	if (nf < 6)
+		return fail(ps, "short mount record");
+	if (!num(&f[3], false, &r->daemon_pid) || !num(&f[4], true, &r->lease_ms) ||
+	    !num(&f[5], true, &r->lock_timeout_ms))
+		return fail(ps, "bad number in mount record");
+	if ((rc = text(ps, &f[1], &r->mountpoint, "mount point")) < 0 ||
+	    (rc = text(ps, &f[2], &r->source, "source")) < 0)
+		return rc;
+	r->have_mount = true;
+	return 0;
+}
+
+static int rec_lock(struct parser *ps, const struct field *f, size_t nf)
+{
+	struct ctl_reply *r = ps->r;
+	struct ctl_lock *l;
+	int rc;
+
+	if (nf < 12)
+		return fail(ps, "short lock record");
+	if ((rc = grow((void **)&r->locks, r->nlocks, &ps->cap_locks, sizeof(*l))) < 0)
+		return rc;
+	l = &r->locks[r->nlocks++];
+	if ((rc = file(ps, &f[1], &l->file)) < 0)
+		return rc;
+	if (!mode(&f[2], &l->mode))
+		return fail(ps, "bad lock mode");
+	if (is(&f[3], "held"))
+		l->state = CTL_HELD;
+	else if (is(&f[3], "lease"))
+		l->state = CTL_LEASE;
+	else
+		return fail(ps, "bad lock state");
+	if ((rc = owner(ps, &f[4], &l->owner)) < 0)
+		return rc;
+	if (!num(&f[8], false, &l->held_ns) || !num(&f[9], true, &l->lease_left_ns) ||
+	    !num(&f[10], false, &l->waiters) || !num(&f[11], false, &l->handles))
+		return fail(ps, "bad number in lock record");
+	return 0;
+}
+
+static int rec_wait(struct parser *ps, const struct field *f, size_t nf)
+{
+	struct ctl_reply *r = ps->r;
+	struct ctl_wait *w;
+	int rc;
+
+	if (nf < 10)
+		return fail(ps, "short wait record");
+	if ((rc = grow((void **)&r->waits, r->nwaits, &ps->cap_waits, sizeof(*w))) < 0)
+		return rc;
+	w = &r->waits[r->nwaits++];
+	if ((rc = file(ps, &f[1], &w->file)) < 0)
+		return rc;
+	if (!mode(&f[2], &w->mode))
+		return fail(ps, "bad wait mode");
+	if (is(&f[3], "read"))
+		w->want = CTL_WANT_READ;
+	else if (is(&f[3], "write"))
+		w->want = CTL_WANT_WRITE;
+	else if (is(&f[3], "barrier"))
+		w->want = CTL_WANT_BARRIER;
+	else
+		return fail(ps, "bad wanted access");
+	if ((rc = owner(ps, &f[4], &w->owner)) < 0)
+		return rc;
+	if (!num(&f[8], false, &w->waited_ns) || !num(&f[9], true, &w->blocker))
+		return fail(ps, "bad number in wait record");
+	return 0;
+}
+
+static int rec_stat(struct parser *ps, const struct field *f, size_t nf)
+{
+	struct ctl_reply *r = ps->r;
+	struct ctl_stat *s;
+	int rc;
+
+	if (nf < 17)
+		return fail(ps, "short stat record");
+	if ((rc = grow((void **)&r->stats, r->nstats, &ps->cap_stats, sizeof(*s))) < 0)
+		return rc;
+	s = &r->stats[r->nstats++];
+	if ((rc = file(ps, &f[1], &s->file)) < 0)
+		return rc;
+	long long *dst[] = {
+		&s->acquisitions, &s->contentions, &s->waits, &s->wait_min_ns,
+		&s->wait_mean_ns, &s->wait_p99_ns, &s->wait_max_ns, &s->wait_total_ns,
+		&s->holds, &s->hold_mean_ns, &s->hold_max_ns, &s->eagain, &s->edeadlk,
+		&s->timeouts, &s->eintr,
+	};
+	for (size_t i = 0; i < sizeof(dst) / sizeof(dst[0]); i++)
+		if (!num(&f[2 + i], false, dst[i]))
+			return fail(ps, "bad number in stat record");
+	return 0;
+}
+
+static int rec_end(struct parser *ps, const struct field *f, size_t nf)
+{
+	struct ctl_reply *r = ps->r;
+	long long nl, nw, ns;
+
+	if (nf < 4 || !num(&f[1], false, &nl) || !num(&f[2], false, &nw) ||
+	    !num(&f[3], false, &ns))
+		return fail(ps, "bad end record");
+	if ((size_t)nl != r->nlocks || (size_t)nw != r->nwaits || (size_t)ns != r->nstats)
+		return fail(ps, "record counts do not match the end record "
+			    "(%zu/%zu/%zu lock/wait/stat lines, end says %lld/%lld/%lld)",
+			    r->nlocks, r->nwaits, r->nstats, nl, nw, ns);
+	if (!r->have_mount && !r->error)
+		return fail(ps, "no mount record");
+	return 0;
+}
+
+static void free_owner(struct ctl_owner *o)
+{
+	free(o->comm);
+}
+
+void ctl_reply_free(struct ctl_reply *r)
+{
+	if (!r)
+		return;
+	for (size_t i = 0; i < r->nlocks; i++) {
+		free(r->locks[i].file.path);
+		free_owner(&r->locks[i].owner);
+	}
+	for (size_t i = 0; i < r->nwaits; i++) {
+		free(r->waits[i].file.path);
+		free_owner(&r->waits[i].owner);
+	}
+	for (size_t i = 0; i < r->nstats; i++)
+		free(r->stats[i].file.path);
+	free(r->locks);
+	free(r->waits);
+	free(r->stats);
+	free(r->mountpoint);
+	free(r->source);
+	free(r->error);
+	memset(r, 0, sizeof(*r));
+}
+
+int ctl_parse_reply(const char *buf, size_t len, struct ctl_reply *out,
+		    char *err, size_t errlen)
+{
+	struct parser ps = { .r = out, .err = err, .errlen = errlen };
+	size_t pos = 0;
+	bool ended = false;
+	int rc = 0;
+
+	memset(out, 0, sizeof(*out));
+	out->daemon_pid = out->lease_ms = out->lock_timeout_ms = CTL_UNKNOWN;
+	if (errlen)
+		err[0] = '\0';
+
+	while (pos < len && rc == 0) {
+		const char *line = buf + pos;
+		const char *nl = memchr(line, '\n', len - pos);
+		struct field f[MAX_FIELDS];
+		size_t n, nf = 0;
+
+		if (ended) {
+			rc = fail(&ps, "data after the end record");
+			break;
+		}
+		ps.lineno++;
+		if (!nl) {
+			rc = fail(&ps, "truncated reply (last line has no newline)");
+			break;
+		}
+		n = (size_t)(nl - line);
+		pos += n + 1;
+		if (memchr(line, '\0', n)) {
+			rc = fail(&ps, "NUL byte in reply");
+			break;
+		}
+
+		if (ps.lineno == 1) {
+			static const char magic[] = "lockfs-control ";
+			const size_t m = sizeof(magic) - 1;
+			long long ver;
+
+			if (n < m || memcmp(line, magic, m) != 0) {
+				rc = fail(&ps, "not a lockfs control reply");
+				break;
+			}
+			if (!num(&(struct field){ line + m, n - m }, false, &ver)) {
+				rc = fail(&ps, "bad protocol version");
+				break;
+			}
+			if (ver != CTL_VERSION) {
+				rc = fail(&ps, "unsupported protocol version %lld (this lockstat speaks %d)",
+					  ver, CTL_VERSION);
+				break;
+			}
+			out->version = (int)ver;
+			continue;
+		}
+
+		for (const char *p = line, *end = line + n;; ) {
+			const char *tab = memchr(p, '\t', (size_t)(end - p));
+			const char *stop = tab ? tab : end;
+
+			if (nf < MAX_FIELDS)
+				f[nf++] = (struct field){ p, (size_t)(stop - p) };
+			if (!tab)
+				break;
+			p = tab + 1;
+		}
+
+		if (is(&f[0], "mount"))
+			rc = rec_mount(&ps, f, nf);
+		else if (is(&f[0], "lock"))
+			rc = rec_lock(&ps, f, nf);
+		else if (is(&f[0], "wait"))
+			rc = rec_wait(&ps, f, nf);
+		else if (is(&f[0], "stat"))
+			rc = rec_stat(&ps, f, nf);
+		else if (is(&f[0], "error")) {
+			if (out->error)
+				rc = fail(&ps, "second error record");
+			else if (nf < 2)
+				rc = fail(&ps, "short error record");
+			else
+				rc = text(&ps, &f[1], &out->error, "error message");
+		} else if (is(&f[0], "end")) {
+			rc = rec_end(&ps, f, nf);
+			ended = true;
+		}
+		/* Any other record kind is from a newer daemon: skipped. */
+	}
+	if (rc == 0 && ps.lineno == 0)
+		rc = fail(&ps, "empty reply");
+	else if (rc == 0 && !ended)
+		rc = fail(&ps, "truncated reply (no end record)");
+	if (rc < 0) {
+		if (rc == -ENOMEM && errlen)
+			snprintf(err, errlen, "out of memory");
+		ctl_reply_free(out);
+		out->daemon_pid = out->lease_ms = out->lock_timeout_ms = CTL_UNKNOWN;
+	}
+	return rc;
+}
