@@ -513,3 +513,10 @@ void locking_stats_reset(struct locking *l)
 	lt_stats_reset(l->lt);
 	pthread_mutex_unlock(&l->mu);
 }
+
+void locking_forget(struct locking *l, lt_file_t file)
+{
+	pthread_mutex_lock(&l->mu);
+	lt_forget(l->lt, file);
+	unlock_and_resume(l);
+}

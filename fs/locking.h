@@ -10,7 +10,7 @@
  * thousand waiters need no thousand threads. resume replies to the request
  * and may free w. status is 0 (granted) or a negative errno to reply with
  * (-EAGAIN, -EDEADLK, -EINTR, -ENOLCK for a timeout, -ESTALE to make the
- * kernel look the name up again).
+ * kernel look the name up again), or LT_PEEK: open without a lock.
  *
  * While parked, a FUSE interrupt (Ctrl-C in the caller) fails the wait with
  * -EINTR, and the owner's exit, a lease's end or a lock timeout are noticed
@@ -63,6 +63,9 @@ void locking_barrier_done(struct locking *l, lt_file_t file, lt_owner_t owner);
 /* Renamed over / last name removed: see lt_replace() and lt_gone(). */
 void locking_replaced(struct locking *l, lt_file_t old_file, lt_file_t new_file);
 void locking_gone(struct locking *l, lt_file_t file);
+/* The daemon no longer knows `file` (its inode was freed, so the file system
+ * may reuse the id): drops the replaced/gone marks, see lt_forget(). */
+void locking_forget(struct locking *l, lt_file_t file);
 
 /* A consistent copy of the lock table for lockstat, taken under the table's
  * mutex in one pass (no system calls while it is held) and then handed to

@@ -20,6 +20,9 @@
  *     list of parked requests and a hash keyed by the request's address
  *     (for lt_cancel). The decided list threads the lt_requests themselves
  *     through q_next.
+ *   - Marks (forwarding and "gone", see locktable.h) live in their own hash
+ *     keyed by file id, apart from struct frec: only replaced or removed
+ *     files pay for them, and resetting statistics cannot lose one.
  *   - Lease ends and wait deadlines share one binary min-heap (struct dl is
  *     embedded in holds and waiters and knows its heap slot), so
  *     lt_next_deadline is O(1) and every insertion or removal O(log n). The
@@ -209,6 +212,7 @@ struct fstats {
 	uint64_t wait_total, wait_min, wait_max;
 	uint64_t holds, hold_total, hold_max;
 	uint64_t fail_eagain, fail_edeadlk, fail_timeout, fail_intr;
+	uint64_t peeks;
 };
 
 struct frec {
@@ -233,6 +237,12 @@ struct owner {
 	struct dlist bequests;
 	bool dead;
 	bool dirty;
+	/* Its last request was answered -ESTALE by a mark or a move: the next
+	 * one is the kernel's retry, which no mark may refuse again if it asks
+	 * for one of these two files (retry_to is 0 for "gone"). Keeps the
+	 * record alive until then. */
+	bool retry_armed;
+	lt_file_t retry_from, retry_to;
 	struct owner *dirty_next;
 	uint64_t walk_epoch;
 };
@@ -247,6 +257,7 @@ struct hold {
 	uint64_t last_lease_ns; /* of the most recently granted request */
 	unsigned last_flags;    /* of the most recently granted request */
 	unsigned handles;       /* 0: a lease */
+	unsigned wr_handles;    /* of them, writes and barriers (for peeks) */
 	enum lt_class cls;
 };
 
@@ -258,11 +269,25 @@ struct waiter {
 	struct dlist q_link, o_link;
 	struct dl dl;           /* in the heap when req->deadline != 0 */
 	enum lt_class cls;      /* effective: barriers are exclusive */
-	bool stale;             /* moved here by lt_replace */
+	bool stale;             /* moved here by lt_replace or a mark */
 };
 
+/* A marked file (replaced or removed, see "marks" in locktable.h), or a
+ * current file that marks lead to. The back links let lt_forget splice a
+ * forgotten file out of the chains that run through it. */
+struct mark {
+	struct hlink hl;        /* lock_table.marks */
+	lt_file_t id;
+	struct mark *to;        /* the replacement; NULL when current or gone */
+	struct dlist in;        /* struct mark.in_link of those leading here */
+	struct dlist in_link;   /* in to->in */
+	bool gone;
+};
+_Static_assert(sizeof(struct mark) == LT_MARK_BYTES, "LT_MARK_BYTES is stale");
+
 struct lock_table {
-	struct htab files, owners, holds, waiters;
+	struct htab files, owners, holds, waiters, marks;
+	size_t n_marked;        /* marks with `to` or `gone` set */
 	struct dlist active;    /* struct fstate.active */
 	size_t n_active;
 	struct dl **heap;
@@ -295,6 +320,11 @@ static uint64_t hold_hash(const struct hlink *l)
 	const struct hold *h = container_of(l, struct hold, hl);
 
 	return hold_key(h->f->id, h->o->id);
+}
+
+static uint64_t mark_hash(const struct hlink *l)
+{
+	return mix64(container_of(l, struct mark, hl)->id);
 }
 
 static uint64_t req_key(const struct lt_request *req)
@@ -508,6 +538,88 @@ static void stats_wait(struct frec *f, uint64_t d, int status)
 	f->hist[b]++;
 }
 
+/* ----------------------------------------------------------------- marks */
+
+static bool mark_is_set(const struct mark *m)
+{
+	return m->to || m->gone;
+}
+
+static struct mark *mark_find(const struct lock_table *t, lt_file_t id)
+{
+	struct hlink *l;
+
+	if (t->marks.n == 0)
+		return NULL;
+	for (l = ht_first(&t->marks, mix64(id)); l; l = l->next) {
+		struct mark *m = container_of(l, struct mark, hl);
+
+		if (m->id == id)
+			return m;
+	}
+	return NULL;
+}
+
+static struct mark *mark_get(struct lock_table *t, lt_file_t id)
+{
+	struct mark *m = mark_find(t, id);
+
+	if (m)
+		return m;
+	m = calloc(1, sizeof(*m));
+	if (!m)
+		return NULL;
+	m->id = id;
+	dl_init(&m->in);
+	dl_init(&m->in_link);
+	ht_insert(&t->marks, &m->hl, mix64(id), mark_hash);
+	return m;
+}
+
+/* Frees a record that is neither marked nor led to. */
+static void mark_put(struct lock_table *t, struct mark *m)
+{
+	if (mark_is_set(m) || !dl_empty(&m->in))
+		return;
+	ht_remove(&t->marks, &m->hl, mix64(m->id));
+	free(m);
+}
+
+/* Makes `m` lead to `to` (NULL: nowhere), or be gone. The record it led to
+ * before may go; `m` itself stays for the caller to put. */
+static void mark_point(struct lock_table *t, struct mark *m, struct mark *to,
+		       bool gone)
+{
+	struct mark *old = m->to;
+
+	if (mark_is_set(m))
+		t->n_marked--;
+	if (old)
+		dl_del(&m->in_link);
+	m->to = to;
+	m->gone = gone;
+	if (to)
+		dl_add_tail(&to->in, &m->in_link);
+	if (mark_is_set(m))
+		t->n_marked++;
+	if (old && old != to)
+		mark_put(t, old);
+}
+
+/* The current incarnation of marked file `m`: 0 when the chain ends in a
+ * removed file. lt_replace keeps the chains free of loops; the hop limit
+ * bounds the cost of a long chain of files the daemon still knows. */
+static lt_file_t mark_follow(const struct mark *m)
+{
+	for (unsigned hops = 0;; hops++) {
+		if (m->gone)
+			return 0;
+		if (!m->to || hops == LT_FORWARD_MAX)
+			return m->id;
+		m = m->to;
+	}
+}
+
 /* ---------------------------------------------------------------- owners */
 
 static struct owner *owner_find(const struct lock_table *t, lt_owner_t id)
@@ -530,6 +642,38 @@ static void owner_dirty(struct lock_table *t, struct owner *o)
 	o->dirty = true;
 	o->dirty_next = t->dirty_owners;
 	t->dirty_owners = o;
+}
+
+/* `o` was just told -ESTALE for `from` by a mark or a move (see retry_armed). */
+static void owner_arm_retry(struct lock_table *t, struct owner *o, lt_file_t from,
+			    lt_file_t to)
+{
+	if (o->dead)
+		return;
+	o->retry_armed = true;
+	o->retry_from = from;
+	o->retry_to = to;
+	owner_dirty(t, o);
+}
+
+static void hold_end(struct lock_table *t, struct hold *h, uint64_t now);
+
+/* Consumes the arming: true when this request is the retry it was for. A
+ * retry that came back to the old file (another name of it, /proc/PID/fd)
+ * does not want the new one: the lease the forward made there ends. */
+static bool owner_take_retry(struct lock_table *t, struct owner *o, lt_file_t file,
+			     uint64_t now)
+{
+	bool hit = o->retry_armed && (file == o->retry_from || file == o->retry_to);
+
+	if (!o->retry_armed)
+		return false;
+	o->retry_armed = false;
+	owner_dirty(t, o);
+	if (hit && file == o->retry_from && o->retry_to && file != o->retry_to &&
+	    o->lease && o->lease->f->id == o->retry_to)
+		hold_end(t, o->lease, now);
+	return hit;
 }
 
 /* A new record starts dirty so that it goes away again if nothing sticks. */
@@ -560,7 +704,7 @@ static void settle_owners(struct lock_table *t)
 		t->dirty_owners = o->dirty_next;
 		o->dirty = false;
 		if (!dl_empty(&o->holds) || !dl_empty(&o->waits) ||
-		    !dl_empty(&o->bequests))
+		    !dl_empty(&o->bequests) || (o->retry_armed && !o->dead))
 			continue;
 		if (o->heir) {
 			dl_del(&o->heir_link);
@@ -693,6 +837,35 @@ static bool compatible(const struct lock_table *t, const struct frec *f,
 	return others_excl == 0 && (cls == LT_SHARED || others_shared == 0);
 }
 
+/* In the middle of a modification: a write or barrier handle is open, or
+ * the most recent grant was one and handles are open. A lease never is. */
+static bool hold_writing(const struct hold *h)
+{
+	return h->handles > 0 && (h->wr_handles > 0 || !is_read(h->last_flags));
+}
+
+/* May a non-blocking read by `o` of class `cls` look at `f` without a hold,
+ * i.e. is none of the holders it conflicts with writing? A shared read
+ * conflicts with exclusive holds only, and an exclusive hold is alone, so
+ * this is cheap however many readers share the file. */
+static bool peekable(const struct frec *f, const struct owner *o,
+		     enum lt_class cls)
+{
+	const struct dlist *n;
+
+	if (!f->st || (cls == LT_SHARED && f->st->n_excl == 0))
+		return true;
+	for (n = f->st->holds.next; n != &f->st->holds; n = n->next) {
+		const struct hold *h = container_of(n, struct hold, f_link);
+
+		if (h->o == o || (cls == LT_SHARED && h->cls == LT_SHARED))
+			continue;
+		if (hold_writing(h))
+			return false;
+	}
+	return true;
+}
+
 /* One more handle for `o` on `f`; the request becomes "the most recently
  * granted" one of the hold. */
 static int grant_hold(struct lock_table *t, struct frec *f, struct owner *o,
@@ -715,6 +888,8 @@ static int grant_hold(struct lock_table *t, struct frec *f, struct owner *o,
 		}
 	}
 	h->handles++;
+	if (!is_read(flags))
+		h->wr_handles++;
 	h->last_flags = flags;
 	/* A shared-class request never leaves a lease behind, even when it
 	 * re-entered an exclusive hold. */
@@ -771,10 +946,42 @@ static void waiter_fail(struct lock_table *t, struct waiter *w, int status,
 	struct lt_request *req = w->req;
 	struct frec *f = w->f;
 
+	if (status == -ESTALE)
+		owner_arm_retry(t, w->o, req->file, 0);
 	waiter_free(t, w);
 	record_wait(t, req, f, status, now);
 	req->granted_file = 0;
 	decide(t, req, status);
+}
+
+/* Grants a request that followed a rename to `f` (moved by lt_replace or
+ * forwarded by a mark). Its caller will look the name up again; a lease
+ * keeps the file for the retried open. Shared holds never lease, and a
+ * retried read will find the other readers let in anyway. Without memory
+ * for the hold the retry simply asks again. Returns the status: -ESTALE. */
+static int grant_moved(struct lock_table *t, struct frec *f, struct owner *o,
+		       enum lt_class cls, const struct lt_request *req, uint64_t now)
+{
+	f->s.acquisitions++;
+	if (cls == LT_EXCL) {
+		uint64_t len = req->lease_ns > LT_RETRY_LEASE_NS ?
+			       req->lease_ns : LT_RETRY_LEASE_NS;
+		uint64_t until = sat_add(now, len);
+		struct hold *h = hold_find(t, f->id, o->id);
+
+		if (!h) {
+			h = hold_new(t, f, o, LT_EXCL, now);
+			if (h) {
+				h->last_flags = req->flags;
+				h->last_lease_ns = len;
+				lease_start(t, h, until, now);
+			}
+		} else if (h->handles == 0 && h->dl.when < until) {
+			heap_update(t, &h->dl, until);
+		}
+	}
+	owner_arm_retry(t, o, req->file, f->id);
+	return -ESTALE;
 }
 
 static void grant_waiter(struct lock_table *t, struct waiter *w, uint64_t now)
@@ -787,32 +994,10 @@ static void grant_waiter(struct lock_table *t, struct waiter *w, uint64_t now)
 	int status;
 
 	waiter_free(t, w);
-	if (stale) {
-		/* The caller will look the name up again; a lease keeps the
-		 * file for the retried open. Shared holds never lease, and a
-		 * retried read will find the other readers let in anyway. */
-		status = -ESTALE;
-		if (cls == LT_EXCL) {
-			uint64_t len = req->lease_ns > LT_RETRY_LEASE_NS ?
-				       req->lease_ns : LT_RETRY_LEASE_NS;
-			uint64_t until = sat_add(now, len);
-			struct hold *h = hold_find(t, f->id, o->id);
-
-			if (!h) {
-				h = hold_new(t, f, o, LT_EXCL, now);
-				if (h) {
-					h->last_flags = req->flags;
-					h->last_lease_ns = len;
-					f->s.acquisitions++;
-					lease_start(t, h, until, now);
-				}
-			} else if (h->handles == 0 && h->dl.when < until) {
-				heap_update(t, &h->dl, until);
-			}
-		}
-	} else {
+	if (stale)
+		status = grant_moved(t, f, o, cls, req, now);
+	else
 		status = grant_hold(t, f, o, cls, req->flags, req->lease_ns, now);
-	}
 	record_wait(t, req, f, status, now);
 	req->granted_file = status == -ENOMEM ? 0 : f->id;
 	decide(t, req, status);
@@ -996,11 +1181,13 @@ struct lock_table *lt_new(void)
 	if (!t)
 		return NULL;
 	if (ht_init(&t->files, 64) < 0 || ht_init(&t->owners, 16) < 0 ||
-	    ht_init(&t->holds, 16) < 0 || ht_init(&t->waiters, 16) < 0) {
+	    ht_init(&t->holds, 16) < 0 || ht_init(&t->waiters, 16) < 0 ||
+	    ht_init(&t->marks, 16) < 0) {
 		free(t->files.b);
 		free(t->owners.b);
 		free(t->holds.b);
 		free(t->waiters.b);
+		free(t->marks.b);
 		free(t);
 		return NULL;
 	}
@@ -1039,13 +1226,17 @@ void lt_free(struct lock_table *t)
 	free_all(&t->holds, offsetof(struct hold, hl), NULL);
 	free_all(&t->owners, offsetof(struct owner, hl), NULL);
 	free_all(&t->files, offsetof(struct frec, hl), frec_extra);
+	free_all(&t->marks, offsetof(struct mark, hl), NULL);
 	free(t->heap);
 	free(t->walk_stack);
 	free(t);
 }
 
+/* Parks `req` in f's queue; its contention counts for `asked` (the file it
+ * asked for: not f when a mark forwarded it). */
 static int park(struct lock_table *t, struct lt_request *req, struct frec *f,
-		struct owner *o, enum lt_class cls, bool at_head)
+		struct frec *asked, struct owner *o, enum lt_class cls,
+		bool at_head, bool moved)
 {
 	struct fstate *st;
 	struct waiter *w;
@@ -1064,6 +1255,7 @@ static int park(struct lock_table *t, struct lt_request *req, struct frec *f,
 	w->f = f;
 	w->o = o;
 	w->cls = cls;
+	w->stale = moved;
 	w->dl.idx = DL_NONE;
 	w->dl.kind = DL_WAIT;
 	if (at_head)
@@ -1079,7 +1271,7 @@ static int park(struct lock_table *t, struct lt_request *req, struct frec *f,
 	}
 	req->status = -EINPROGRESS;
 	req->state = LT_REQ_WAITING;
-	f->s.contentions++;
+	asked->s.contentions++;
 	return 0;
 }
 
@@ -1087,10 +1279,10 @@ int lt_acquire(struct lock_table *t, struct lt_request *req, uint64_t now)
 {
 	unsigned flags = req->flags;
 	enum lt_class cls = (flags & LT_F_BARRIER) ? LT_EXCL : req->cls;
-	struct frec *f;
+	struct frec *asked, *f;
 	struct owner *o;
 	struct hold *h;
-	bool upgrade;
+	bool upgrade, moved = false;
 	int rc;
 
 	req->granted_file = 0;
@@ -1100,8 +1292,8 @@ int lt_acquire(struct lock_table *t, struct lt_request *req, uint64_t now)
 		rc = -EINVAL;
 		goto out;
 	}
-	f = file_get(t, req->file);
-	o = f ? owner_get(t, req->owner) : NULL;
+	asked = file_get(t, req->file);
+	o = asked ? owner_get(t, req->owner) : NULL;
 	if (!o) {
 		rc = -ENOMEM;
 		goto out;
@@ -1111,18 +1303,60 @@ int lt_acquire(struct lock_table *t, struct lt_request *req, uint64_t now)
 		rc = -EINTR;
 		goto out;
 	}
+	f = asked;
+	if (!owner_take_retry(t, o, asked->id, now) && !(flags & LT_F_BARRIER)) {
+		struct mark *m = mark_find(t, asked->id);
+
+		/* A holder of the old file re-enters it: it has no late open
+		 * in flight (it is the one that renamed or removed it), only
+		 * another way in such as /proc/PID/fd. */
+		if (m && mark_is_set(m) && !hold_find(t, asked->id, o->id)) {
+			lt_file_t cur = mark_follow(m);
+
+			if (!cur) {
+				owner_arm_retry(t, o, asked->id, 0);
+				rc = -ESTALE;
+				goto out;
+			}
+			if (cur != asked->id) {
+				f = file_get(t, cur);
+				if (!f) {
+					rc = -ENOMEM;
+					goto out;
+				}
+				moved = true;
+			}
+		}
+	}
 	for (;;) {
 		h = hold_find(t, f->id, o->id);
 		upgrade = h && cls == LT_EXCL && h->cls == LT_SHARED;
 		if (compatible(t, f, o, cls) &&
 		    (h || !f->st || dl_empty(&f->st->queue))) {
-			rc = grant_hold(t, f, o, cls, flags, req->lease_ns, now);
-			if (rc == 0)
+			if (moved) {
+				rc = grant_moved(t, f, o, cls, req, now);
 				req->granted_file = f->id;
+			} else {
+				rc = grant_hold(t, f, o, cls, flags, req->lease_ns, now);
+				if (rc == 0)
+					req->granted_file = f->id;
+			}
 			goto out;
 		}
 		if (flags & LT_F_NONBLOCK) {
-			f->s.fail_eagain++;
+			if (is_read(flags) && peekable(f, o, cls)) {
+				/* A forwarded peek cannot look at the new file
+				 * through the old one: its retry will. */
+				if (moved) {
+					owner_arm_retry(t, o, asked->id, f->id);
+					rc = -ESTALE;
+				} else {
+					asked->s.peeks++;
+					rc = LT_PEEK;
+				}
+				goto out;
+			}
+			asked->s.fail_eagain++;
 			rc = -EAGAIN;
 			goto out;
 		}
@@ -1138,11 +1372,11 @@ int lt_acquire(struct lock_table *t, struct lt_request *req, uint64_t now)
 	}
 	if (would_deadlock(t, f, o, cls,
 			   !upgrade && f->st && !dl_empty(&f->st->queue))) {
-		f->s.fail_edeadlk++;
+		asked->s.fail_edeadlk++;
 		rc = -EDEADLK;
 		goto out;
 	}
-	rc = park(t, req, f, o, cls, upgrade);
+	rc = park(t, req, f, asked, o, cls, upgrade, moved);
 	if (rc == 0) {
 		finish(t, now);
 		return -EINPROGRESS;
@@ -1159,11 +1393,16 @@ int lt_release(struct lock_table *t, lt_file_t file, lt_owner_t owner,
 {
 	struct hold *h = hold_find(t, file, owner);
 
-	(void)write; /* the lease decision uses the last grant, not the handle */
+	/* The lease decision uses the last grant, not the handle; `write`
+	 * only keeps the count of open modifications for peeks. */
 	if (!h || h->handles == 0)
 		return -ENOENT;
-	if (--h->handles == 0)
+	if (write && h->wr_handles > 0)
+		h->wr_handles--;
+	if (--h->handles == 0) {
+		h->wr_handles = 0;
 		hold_zero(t, h, now);
+	}
 	finish(t, now);
 	return 0;
 }
@@ -1200,6 +1439,7 @@ void lt_owner_exit(struct lock_table *t, lt_owner_t owner, lt_owner_t heir,
 	if (!o || o->dead)
 		return;
 	o->dead = true;
+	o->retry_armed = false;
 	owner_dirty(t, o);
 	while (!dl_empty(&o->waits))
 		waiter_fail(t, container_of(o->waits.next, struct waiter, o_link),
@@ -1246,22 +1486,47 @@ void lt_owner_exit(struct lock_table *t, lt_owner_t owner, lt_owner_t heir,
 	finish(t, now);
 }
 
+static void fail_parked(struct lock_table *t, struct frec *f, int status,
+			uint64_t now)
+{
+	while (f->st && !dl_empty(&f->st->queue))
+		waiter_fail(t, container_of(f->st->queue.next, struct waiter, q_link),
+			    status, now);
+}
+
 void lt_replace(struct lock_table *t, lt_file_t old_file, lt_file_t new_file,
 		uint64_t now)
 {
-	struct frec *fo = file_find(t, old_file);
-	struct frec *fn;
+	struct frec *fo, *fn;
 	struct fstate *sn;
 	struct dlist *first, *n, *next;
+	struct mark *mn, *mo;
 
-	if (!fo || !fo->st || dl_empty(&fo->st->queue) || !new_file ||
-	    old_file == new_file)
+	if (!old_file || !new_file || old_file == new_file)
+		return;
+	/* The new file has a name now: whatever it was marked, it is current.
+	 * Clearing its mark before pointing to it keeps the chains free of
+	 * loops. Without memory, old_file just stays unmarked (late opens
+	 * then reach it as they did before marks existed). */
+	mn = mark_find(t, new_file);
+	if (mn)
+		mark_point(t, mn, NULL, false);
+	else
+		mn = mark_get(t, new_file);
+	mo = mn ? mark_get(t, old_file) : NULL;
+	if (mo)
+		mark_point(t, mo, mn, false);
+	else if (mn)
+		mark_put(t, mn);
+	fo = file_find(t, old_file);
+	if (!fo || !fo->st || dl_empty(&fo->st->queue))
 		return;
 	fn = file_get(t, new_file);
 	sn = fn ? file_state(t, fn) : NULL;
 	if (!sn) {
 		/* Cannot follow the name: let the retried opens find it. */
-		lt_gone(t, old_file, now);
+		fail_parked(t, fo, -ESTALE, now);
+		finish(t, now);
 		return;
 	}
 	first = NULL;
@@ -1292,14 +1557,35 @@ void lt_replace(struct lock_table *t, lt_file_t old_file, lt_file_t new_file,
 
 void lt_gone(struct lock_table *t, lt_file_t file, uint64_t now)
 {
-	struct frec *f = file_find(t, file);
+	struct frec *f;
+	struct mark *m;
 
+	if (!file)
+		return;
+	m = mark_get(t, file);
+	if (m)
+		mark_point(t, m, NULL, true);
+	f = file_find(t, file);
 	if (!f)
 		return;
-	while (f->st && !dl_empty(&f->st->queue))
-		waiter_fail(t, container_of(f->st->queue.next, struct waiter, q_link),
-			    -ESTALE, now);
+	fail_parked(t, f, -ESTALE, now);
 	finish(t, now);
+}
+
+void lt_forget(struct lock_table *t, lt_file_t file)
+{
+	struct mark *m = mark_find(t, file);
+
+	/* A current file that marks lead to keeps its name, and so its id:
+	 * nothing to drop. */
+	if (!m || !mark_is_set(m))
+		return;
+	/* Files replaced by this one are now replaced by what replaced it. */
+	while (!dl_empty(&m->in))
+		mark_point(t, container_of(m->in.next, struct mark, in_link),
+			   m->to, m->gone);
+	mark_point(t, m, NULL, false);
+	mark_put(t, m);
 }
 
 void lt_tick(struct lock_table *t, uint64_t now)
@@ -1357,6 +1643,7 @@ static void stats_fill(const struct frec *f, struct lt_stats *out)
 	out->fail_edeadlk = s->fail_edeadlk;
 	out->fail_timeout = s->fail_timeout;
 	out->fail_intr = s->fail_intr;
+	out->peeks = s->peeks;
 	if (f->hist)
 		memcpy(out->wait_hist, f->hist, sizeof(out->wait_hist));
 }
@@ -1449,6 +1736,11 @@ uint64_t lt_stats_wait_percentile(const struct lt_stats *s, double pct)
 size_t lt_file_count(const struct lock_table *t)
 {
 	return t->n_active;
+}
+
+size_t lt_mark_count(const struct lock_table *t)
+{
+	return t->n_marked;
 }
 
 size_t lt_holders(const struct lock_table *t, lt_file_t file,

@@ -47,14 +47,76 @@
  *     owner has at most one lease at a time: a new lease (its own or an
  *     inherited one) ends the older one.
  *   - A request that would wait is refused with -EAGAIN when LT_F_NONBLOCK is
- *     set, and with -EDEADLK when waiting would close a cycle in the wait-for
- *     graph (owner -> file it waits for -> owners holding it -> ...). Leases
- *     count as holds. As queues are FIFO, a request with anything queued
- *     before it waits for every holder of its file, whatever the classes.
+ *     set (but see peeks below), and with -EDEADLK when waiting would close a
+ *     cycle in the wait-for graph (owner -> file it waits for -> owners
+ *     holding it -> ...). Leases count as holds. As queues are FIFO, a
+ *     request with anything queued before it waits for every holder of its
+ *     file, whatever the classes.
  *     The walk visits at most LT_DEADLOCK_WALK_MAX edges; a longer chain is
  *     assumed to be no cycle.
  *   - A parked request with a deadline fails with -ETIMEDOUT at lt_tick()
  *     once now >= deadline; lt_cancel() removes one with -EINTR.
+ *
+ * Peeks (non-blocking reads)
+ *   Programs such as grep -r open every file with O_NONBLOCK only to avoid
+ *   hanging on fifos. Failing them whenever another reader has the file, or
+ *   a lease on it, would break plain readers, so: a request with
+ *   LT_F_NONBLOCK, without LT_F_WRITE and without LT_F_BARRIER, that cannot
+ *   be granted now, and whose conflicting holders are all *not writing*, is
+ *   answered LT_PEEK ("go ahead without a hold"). A holder is writing while
+ *   it has handles open and either its most recent grant on the file was a
+ *   write or a barrier, or a handle opened with LT_F_WRITE (or a barrier) is
+ *   still open (lt_release's `write` says which handle closes). Shared
+ *   holders and lease holders are never writing. Queued waiters do not
+ *   matter: a peek takes nothing. If some conflicting holder is writing the
+ *   request fails with -EAGAIN as before. A peek records nothing (no hold, no
+ *   lease, nothing to release, the requester's lease elsewhere is kept, it is
+ *   no critical section); it only counts in the file's `peeks` statistic,
+ *   not in `acquisitions`. Non-blocking writes and barriers never peek.
+ *
+ * Replaced and removed files (marks)
+ *   The kernel resolves a name to a file before it sends the open, so an
+ *   open may arrive for a file that a rename has just replaced under that
+ *   name, or that an unlink removed. lt_replace(old, new) therefore leaves a
+ *   forwarding mark on `old`, and lt_gone(file) a "gone" mark on `file`.
+ *   A later non-barrier lt_acquire() on a marked file:
+ *     - follows the forwarding chain (old -> new -> newer ..., at most
+ *       LT_FORWARD_MAX hops) to the file's current incarnation and is
+ *       handled there exactly like a request moved by lt_replace: when it
+ *       can be granted at once, an LT_EXCL request's owner gets a lease on
+ *       the current file of max(lease_ns, LT_RETRY_LEASE_NS) (an owner that
+ *       holds that file already keeps its hold, a lease there being
+ *       stretched to that length) and the call returns -ESTALE with
+ *       granted_file = the current file; otherwise it parks
+ *       there and its later grant does the same; a non-blocking one fails
+ *       with -EAGAIN, except that a read the peek rule would let in on the
+ *       current file gets -ESTALE at once without a lease (its retry peeks
+ *       there);
+ *     - ends in a "gone" file: -ESTALE at once, no lease.
+ *   The kernel then looks the name up again and retries the open once; the
+ *   retry lands on the current file, finds the lease held for its owner and
+ *   re-enters at once. Two exceptions keep that single retry from ever
+ *   failing with -ESTALE again:
+ *     - an owner that holds the marked file itself (open or lease) re-enters
+ *       it, unforwarded;
+ *     - the first request an owner makes after a mark or a move answered it
+ *       -ESTALE is never answered -ESTALE by a mark when it asks for the file
+ *       it asked for then or the file it was sent to (that is the retry: it
+ *       reached a file by another name, or through /proc/PID/fd); it is
+ *       served on the file it asks for. When it came back to the old file,
+ *       the lease the forward made on the new one ends at once. The owner
+ *       record is kept for this until that next request or the owner's
+ *       exit.
+ *   Barriers are never forwarded or refused by marks: they concern the inode
+ *   they name.
+ *   lt_replace(old, new) also clears any mark on `new` (it has a name now),
+ *   so the chains can never loop. A mark stays until lt_forget(), which the
+ *   daemon calls when it forgets the inode (its id may then be reused for a
+ *   new file); files that led to the forgotten one then lead where it led,
+ *   so forgetting a file in the middle of a chain breaks no chain.
+ *   Marks cost one small record (LT_MARK_BYTES) per replaced or removed file
+ *   that the daemon still knows, plus one per current file that such marks
+ *   lead to; nothing at all while no file was replaced or removed.
  */
 #ifndef LOCKFS_LOCKTABLE_H
 #define LOCKFS_LOCKTABLE_H
@@ -67,6 +129,12 @@
 /* The lease given to a waiter whose file was replaced by a rename while it
  * waited (see lt_replace) when its own lease_ns is shorter. */
 #define LT_RETRY_LEASE_NS (500ull * 1000 * 1000)
+/* How far lt_acquire() follows forwarding marks (see above). */
+#define LT_FORWARD_MAX 64
+/* The memory one mark costs, allocation overhead aside. */
+#define LT_MARK_BYTES 64
+/* Positive return of lt_acquire(): open without a hold (see peeks above). */
+#define LT_PEEK 1
 
 typedef uint64_t lt_file_t;
 typedef uint64_t lt_owner_t;
@@ -103,11 +171,14 @@ struct lt_request {
 	void *cookie;          /* for the caller */
 
 	/* Set by the table. */
-	int status;            /* 0 granted, or -EAGAIN -EDEADLK -ETIMEDOUT
-	                          -EINTR -ESTALE (-ENOMEM if the table could
-	                          not allocate the hold at grant time) */
+	int status;            /* 0 granted, LT_PEEK, or -EAGAIN -EDEADLK
+	                          -ETIMEDOUT -EINTR -ESTALE (-ENOMEM if the
+	                          table could not allocate the hold at grant
+	                          time) */
 	lt_file_t granted_file;/* the file the grant is on (differs from file
-	                          after lt_replace: then status is -ESTALE) */
+	                          after lt_replace or a forwarding mark: then
+	                          status is -ESTALE); 0 when nothing was
+	                          granted (refusals, peeks, "gone") */
 	uint64_t enqueued_at;  /* when it started waiting (== granted time if
 	                          granted at once) */
 	enum lt_state state;
@@ -133,8 +204,13 @@ void lt_free(struct lock_table *t);
 /* Asks for a file. Returns
  *   0            granted: the hold now counts one more handle (for a barrier:
  *                see lt_barrier_done);
+ *   LT_PEEK      a non-blocking read may open the file without a hold
+ *                (nothing to release, see peeks above);
  *   -EINPROGRESS parked: the decision comes later through lt_take_decided();
- *   -EAGAIN      would wait and LT_F_NONBLOCK was set;
+ *   -ESTALE      the file was replaced (a lease on its current incarnation
+ *                may now be held for the owner, see marks above) or removed:
+ *                the caller is to look the name up again;
+ *   -EAGAIN      would wait and LT_F_NONBLOCK was set (and no peek);
  *   -EDEADLK     waiting would close a cycle;
  *   -EINTR       the owner was already reported exited (while the table
  *                still remembers it: its handles are not all closed);
@@ -174,6 +250,11 @@ void lt_owner_exit(struct lock_table *t, lt_owner_t owner, lt_owner_t heir,
 		   uint64_t now);
 
 /* `old_file` was replaced under its name by `new_file` (a rename over it).
+ * old_file gets a forwarding mark to new_file and new_file loses any mark of
+ * its own (see marks above; a mark that cannot be allocated is skipped, and
+ * late opens then reach old_file as before). When old_file keeps another
+ * name (a hard link), each open through that name costs one -ESTALE round
+ * trip: its retry comes back to old_file and is served there.
  * Requests parked on old_file move to the tail of new_file's queue. When one
  * of them is granted, its owner gets a lease on new_file
  * (max(lease_ns, LT_RETRY_LEASE_NS)) and the request status is -ESTALE, so
@@ -185,8 +266,16 @@ void lt_replace(struct lock_table *t, lt_file_t old_file, lt_file_t new_file,
 		uint64_t now);
 
 /* `file` lost its last name (unlinked). Requests parked on it fail with
- * -ESTALE: the kernel retries the open by name and finds what is there now. */
+ * -ESTALE: the kernel retries the open by name and finds what is there now.
+ * It also gets a "gone" mark (see marks above). */
 void lt_gone(struct lock_table *t, lt_file_t file, uint64_t now);
+
+/* The daemon forgot `file` (it freed its inode; the id may be reused for a
+ * new file): drops its mark, if any, and files marked as replaced by it are
+ * from then on replaced by what replaced it (or gone, if it was). A file
+ * without a mark keeps its name and id: nothing changes. Holds, leases,
+ * waiters and statistics are untouched. */
+void lt_forget(struct lock_table *t, lt_file_t file);
 
 /* Expires leases and wait deadlines due at `now`. */
 void lt_tick(struct lock_table *t, uint64_t now);
@@ -203,8 +292,9 @@ struct lt_request *lt_take_decided(struct lock_table *t);
  * request that had to wait (parked), whatever its outcome. Wait times are
  * recorded when a parked request is decided; hold times when a hold ends
  * (lease time included; a hold passed to an heir has not ended). Waits and
- * failures of a request moved by lt_replace() count for the file it asked
- * for, its grant for the file it got. */
+ * failures of a request moved by lt_replace() or forwarded by a mark count
+ * for the file it asked for, its grant (an acquisition, lease or not) for the
+ * file it got. Peeks count for the file asked for. */
 #define LT_HIST_BUCKETS 48 /* bucket i counts waits in [2^i, 2^(i+1)) ns */
 struct lt_stats {
 	uint64_t acquisitions;   /* grants, immediate or after waiting */
@@ -214,6 +304,7 @@ struct lt_stats {
 	uint64_t holds;          /* holds ended */
 	uint64_t hold_total_ns, hold_max_ns;
 	uint64_t fail_eagain, fail_edeadlk, fail_timeout, fail_intr;
+	uint64_t peeks;          /* non-blocking reads let in without a hold */
 	uint32_t wait_hist[LT_HIST_BUCKETS];
 };
 /* 0 and *out filled, or -ENOENT if the file has no statistics. */
@@ -229,6 +320,7 @@ uint64_t lt_stats_wait_percentile(const struct lt_stats *s, double pct);
 
 /* Inspection for lockstat and tests. */
 size_t lt_file_count(const struct lock_table *t);     /* files with any state */
+size_t lt_mark_count(const struct lock_table *t);     /* files marked */
 /* Fills up to `max` holders of `file`; returns the total number (out may be
  * NULL when max is 0, to count). */
 size_t lt_holders(const struct lock_table *t, lt_file_t file,

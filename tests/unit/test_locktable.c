@@ -580,15 +580,24 @@ static void test_nonblock(void **state)
 	assert_int_equal(s.acquisitions, 1);
 	assert_int_equal(rel(x, FA, OA, true), 0);
 
-	/* A reader that fits the holders but would queue behind a writer. */
+	/* A reader that fits the holders but would queue behind a writer
+	 * peeks: a queue does not matter to what takes nothing. */
 	mk(&a, FB, OA, LT_SHARED, 0, 0, 0);
 	assert_int_equal(acq(x, &a), 0);
 	assert_int_equal(wr(x, &w, FB, OB), -EINPROGRESS);
 	mk(&r, FB, OC, LT_SHARED, LT_F_NONBLOCK, 0, 0);
+	assert_int_equal(acq(x, &r), LT_PEEK);
+	assert_int_equal(nhold(x, FB), 1);
+	assert_int_equal(nwait(x, FB), 1);
+	/* A non-blocking writer in the same place is refused. */
+	mk(&r, FB, OC, LT_EXCL, LT_F_WRITE | LT_F_NONBLOCK, 0, 0);
 	assert_int_equal(acq(x, &r), -EAGAIN);
-	/* The holder itself is never refused. */
+	assert_int_equal(stats(x, FB).fail_eagain, 1);
+	assert_int_equal(stats(x, FB).peeks, 1);
+	/* The holder itself is never refused, and gets a real grant. */
 	mk(&r, FB, OA, LT_SHARED, LT_F_NONBLOCK, 0, 0);
 	assert_int_equal(acq(x, &r), 0);
+	assert_int_equal(holder(x, FB).handles, 2);
 }
 
 static void test_deadlock_two_cycle(void **state)
@@ -1172,11 +1181,18 @@ static void test_replace_onto_own_lease(void **state)
 	assert_ptr_equal(q[0], &c);
 	assert_int_equal(lt_cancel(x->t, &c, x->now), 0);
 	expect_decided(x, &c, -EINTR);
-	/* Replacing a file nobody waits for, or by itself, is a no-op. */
+	/* Replacing a file nobody waits for moves nobody, but still marks it;
+	 * replacing a file by itself (or by nothing) does nothing at all. */
+	assert_int_equal(lt_mark_count(x->t), 1); /* FA -> FB */
 	lt_replace(x->t, FA, FC, x->now);
 	lt_replace(x->t, FB, FB, x->now);
+	lt_replace(x->t, FB, 0, x->now);
 	expect_none(x);
 	assert_int_equal(lt_file_count(x->t), 2);
+	assert_int_equal(lt_mark_count(x->t), 1); /* FA -> FC now */
+	struct lt_request d;
+	assert_int_equal(rd(x, &d, FA, OD, 100), -ESTALE);
+	assert_int_equal(d.granted_file, FC);
 }
 
 static void test_exit_naming_dead_heir(void **state)
@@ -1200,6 +1216,788 @@ static void test_exit_naming_dead_heir(void **state)
 	assert_int_equal(nhold(x, FC), 0); /* G keeps one lease, the newest */
 	assert_int_equal(rel(x, FB, OP, true), 0);
 	assert_int_equal(nhold(x, FB), 0);
+}
+
+/* ------------------------------------------------- marks: late opens */
+
+static void test_forward_late_open_free(void **state)
+{
+	struct fx *x = *state;
+	struct lt_request b, b2, c;
+	struct lt_holder_view v;
+
+	/* FA was read and renamed over long ago; nobody waits for anything. */
+	assert_int_equal(rd(x, &b, FA, OA, 100), 0);
+	assert_int_equal(rel(x, FA, OA, false), 0);
+	lt_tick(x->t, 1100);
+	lt_replace(x->t, FA, FB, x->now);
+	assert_int_equal(lt_mark_count(x->t), 1);
+	assert_int_equal(lt_file_count(x->t), 0);
+	/* B's open of FA arrives late: it is an open of FB. */
+	x->now = 2000;
+	assert_int_equal(rd(x, &b, FA, OB, 100), -ESTALE);
+	assert_int_equal(b.status, -ESTALE);
+	assert_int_equal(b.state, LT_REQ_DONE);
+	assert_int_equal(b.granted_file, FB);
+	expect_none(x);
+	assert_int_equal(nhold(x, FA), 0);
+	v = holder(x, FB);
+	assert_int_equal(v.owner, OB);
+	assert_int_equal(v.handles, 0);
+	assert_int_equal(v.lease_until, 2000 + LT_RETRY_LEASE_NS);
+	/* The kernel's retry opens FB and re-enters at once, ahead of C. */
+	assert_int_equal(wr(x, &c, FB, OC), -EINPROGRESS);
+	x->now = 2010;
+	assert_int_equal(rd(x, &b2, FB, OB, 100), 0);
+	assert_int_equal(b2.granted_file, FB);
+	assert_int_equal(holder(x, FB).handles, 1);
+	assert_int_equal(rel(x, FB, OB, false), 0);
+	assert_int_equal(holder(x, FB).lease_until, 2110);
+	lt_tick(x->t, 2110);
+	expect_decided(x, &c, 0);
+	/* The grant counted for FB, not for FA; the retry is a second one. */
+	assert_int_equal(stats(x, FA).acquisitions, 1);
+	assert_int_equal(stats(x, FB).acquisitions, 3);
+	assert_int_equal(stats(x, FA).contentions, 0);
+	/* A late write is forwarded the same way. */
+	struct lt_request d;
+	assert_int_equal(wr(x, &d, FA, OD), -EINPROGRESS);
+	assert_int_equal(nwait(x, FA), 0);
+	assert_int_equal(nwait(x, FB), 1);
+	assert_int_equal(stats(x, FA).contentions, 1);
+	assert_int_equal(rel(x, FB, OC, true), 0);
+	expect_decided(x, &d, -ESTALE);
+	assert_int_equal(d.granted_file, FB);
+	assert_int_equal(holder(x, FB).owner, OD);
+	assert_int_equal(holder(x, FB).handles, 0);
+	assert_int_equal(stats(x, FA).waits, 1);
+}
+
+static void test_forward_parks_behind_holder(void **state)
+{
+	struct fx *x = *state;
+	struct lt_request a, b, b2, c, n, bs;
+	const struct lt_request *q[4];
+
+	/* A holds FB, which has replaced FA; B's open of FA arrives late. */
+	assert_int_equal(wr(x, &a, FB, OA), 0);
+	lt_replace(x->t, FA, FB, x->now);
+	assert_int_equal(rd(x, &b, FA, OB, 100), -EINPROGRESS);
+	assert_int_equal(b.state, LT_REQ_WAITING);
+	assert_int_equal(nwait(x, FA), 0);
+	assert_int_equal(lt_waiters(x->t, FB, q, 4), 1);
+	assert_ptr_equal(q[0], &b);
+	/* FIFO holds on the new file: C, arriving later, queues behind B. */
+	assert_int_equal(wr(x, &c, FB, OC), -EINPROGRESS);
+	/* A non-blocking late write fails; so does a late non-blocking read
+	 * while A writes, and A's handle is no lease. */
+	mk(&n, FA, OD, LT_EXCL, LT_F_WRITE | LT_F_NONBLOCK, 0, 0);
+	assert_int_equal(acq(x, &n), -EAGAIN);
+	mk(&n, FA, OD, LT_EXCL, LT_F_NONBLOCK, 100, 0);
+	assert_int_equal(acq(x, &n), -EAGAIN);
+	assert_int_equal(n.granted_file, 0);
+	assert_int_equal(stats(x, FA).fail_eagain, 2);
+	assert_int_equal(stats(x, FB).fail_eagain, 0);
+	expect_none(x);
+	x->now = 1300;
+	assert_int_equal(rel(x, FB, OA, true), 0);
+	expect_decided(x, &b, -ESTALE);
+	expect_none(x);
+	assert_int_equal(b.granted_file, FB);
+	assert_int_equal(holder(x, FB).owner, OB);
+	assert_int_equal(holder(x, FB).lease_until, 1300 + LT_RETRY_LEASE_NS);
+	assert_int_equal(stats(x, FA).contentions, 1);
+	assert_int_equal(stats(x, FA).wait_max_ns, 300);
+	/* The retry re-enters at once although C still waits. */
+	assert_int_equal(rd(x, &b2, FB, OB, 100), 0);
+	assert_int_equal(nwait(x, FB), 1);
+	assert_int_equal(rel(x, FB, OB, false), 0);
+	lt_tick(x->t, 1400);
+	expect_decided(x, &c, 0);
+	/* A shared late open gets the retry but no lease. */
+	assert_int_equal(rel(x, FB, OC, true), 0);
+	mk(&bs, FA, OD, LT_SHARED, 0, 100, 0);
+	assert_int_equal(acq(x, &bs), -ESTALE);
+	assert_int_equal(bs.granted_file, FB);
+	assert_int_equal(nhold(x, FB), 0);
+}
+
+static void test_forward_chain(void **state)
+{
+	struct fx *x = *state;
+	struct lt_request b, b2, c;
+
+	/* Two renames over the name before the late open arrives. */
+	lt_replace(x->t, FA, FB, x->now);
+	lt_replace(x->t, FB, FC, x->now);
+	assert_int_equal(lt_mark_count(x->t), 2);
+	assert_int_equal(rd(x, &b, FA, OB, 100), -ESTALE);
+	assert_int_equal(b.granted_file, FC);
+	assert_int_equal(holder(x, FC).owner, OB);
+	assert_int_equal(nhold(x, FB), 0);
+	assert_int_equal(rd(x, &b2, FC, OB, 100), 0);
+	/* From the middle of the chain, too, while B holds the end. */
+	assert_int_equal(wr(x, &c, FB, OC), -EINPROGRESS);
+	assert_int_equal(nwait(x, FC), 1);
+	assert_int_equal(rel(x, FC, OB, false), 0);
+	expect_none(x);
+	lt_tick(x->t, x->now + 100);
+	expect_decided(x, &c, -ESTALE);
+	assert_int_equal(c.granted_file, FC);
+	/* A file renamed back over the name is current again: no loop. */
+	lt_replace(x->t, FC, FA, x->now);
+	assert_int_equal(lt_mark_count(x->t), 2); /* FB -> FC -> FA */
+	struct lt_request d, e;
+	assert_int_equal(wr(x, &d, FA, OD), 0);
+	assert_int_equal(d.granted_file, FA);
+	assert_int_equal(wr(x, &e, FB, 30), -EINPROGRESS);
+	assert_int_equal(nwait(x, FA), 1);
+}
+
+static void test_forward_long_chain_is_bounded(void **state)
+{
+	struct fx *x = *state;
+	enum { N = LT_FORWARD_MAX + 10 };
+	struct lt_request r;
+
+	for (lt_file_t i = 0; i < N; i++)
+		lt_replace(x->t, 0x500 + i, 0x500 + i + 1, x->now);
+	assert_int_equal(lt_mark_count(x->t), N);
+	/* The walk stops after LT_FORWARD_MAX hops and uses that file. */
+	assert_int_equal(rd(x, &r, 0x500, OA, 0), -ESTALE);
+	assert_int_equal(r.granted_file, 0x500 + LT_FORWARD_MAX);
+	assert_int_equal(rd(x, &r, 0x500 + 20, OB, 0), -ESTALE);
+	assert_int_equal(r.granted_file, 0x500 + N);
+}
+
+static void test_gone_mark(void **state)
+{
+	struct fx *x = *state;
+	struct lt_request a, b, b2, c, d;
+
+	assert_int_equal(rd(x, &a, FA, OA, 100), 0);
+	assert_int_equal(rel(x, FA, OA, false), 0);
+	lt_tick(x->t, 1100);
+	lt_gone(x->t, FA, x->now);
+	assert_int_equal(lt_mark_count(x->t), 1);
+	/* A late open of the removed file: retry by name, no lease. */
+	assert_int_equal(rd(x, &b, FA, OB, 100), -ESTALE);
+	assert_int_equal(b.granted_file, 0);
+	assert_int_equal(lt_file_count(x->t), 0);
+	assert_int_equal(wr(x, &c, FA, OC), -ESTALE);
+	assert_int_equal(lt_file_count(x->t), 0);
+	/* B's retry reached the file again (through /proc/PID/fd): it is
+	 * not refused twice, it opens the file itself. */
+	assert_int_equal(rd(x, &b2, FA, OB, 100), 0);
+	assert_int_equal(b2.granted_file, FA);
+	assert_int_equal(rel(x, FA, OB, false), 0);
+	/* Only that one request: B's next open of FA is refused again. */
+	assert_int_equal(holder(x, FA).owner, OB);
+	lt_tick(x->t, x->now + 100);
+	assert_int_equal(rd(x, &b2, FA, OB, 100), -ESTALE);
+	/* A barrier (unlink, rename over it...) proceeds as ever. */
+	mk(&d, FA, OD, LT_EXCL, LT_F_WRITE | LT_F_BARRIER, 0, 0);
+	assert_int_equal(acq(x, &d), 0);
+	assert_int_equal(d.granted_file, FA);
+	assert_int_equal(lt_barrier_done(x->t, FA, OD, x->now), 0);
+	/* A chain ending in a removed file is removed too. */
+	lt_replace(x->t, FB, FC, x->now);
+	lt_gone(x->t, FC, x->now);
+	assert_int_equal(rd(x, &d, FB, OD, 100), -ESTALE);
+	assert_int_equal(d.granted_file, 0);
+	assert_int_equal(nhold(x, FC), 0);
+	assert_int_equal(stats(x, FB).acquisitions, 0);
+}
+
+static void test_forget_clears_mark(void **state)
+{
+	struct fx *x = *state;
+	struct lt_request a, b, c;
+
+	/* A still has FA open when FB replaces it, then the daemon forgets
+	 * FA's inode and the id comes back for a brand-new file. */
+	assert_int_equal(rd(x, &a, FA, OA, 100), 0);
+	lt_replace(x->t, FA, FB, x->now);
+	lt_gone(x->t, FC, x->now);
+	assert_int_equal(lt_mark_count(x->t), 2);
+	assert_int_equal(rd(x, &b, FA, OB, 100), -ESTALE);
+	lt_forget(x->t, FA);
+	assert_int_equal(lt_mark_count(x->t), 1);
+	/* Only the mark went: A's hold, B's lease and FA's statistics stay. */
+	assert_int_equal(holder(x, FA).owner, OA);
+	assert_int_equal(holder(x, FA).handles, 1);
+	assert_int_equal(holder(x, FB).owner, OB);
+	assert_int_equal(stats(x, FA).acquisitions, 1);
+	/* An open of the id is ordinary now: it waits for A on FA. */
+	assert_int_equal(wr(x, &c, FA, OC), -EINPROGRESS);
+	assert_int_equal(nwait(x, FA), 1);
+	assert_int_equal(nwait(x, FB), 0);
+	assert_int_equal(rel(x, FA, OA, false), 0);
+	lt_tick(x->t, x->now + 100);
+	expect_decided(x, &c, 0);
+	assert_int_equal(c.granted_file, FA);
+	lt_forget(x->t, FC);
+	lt_forget(x->t, FC); /* forgetting an unmarked file is harmless */
+	assert_int_equal(lt_mark_count(x->t), 0);
+	assert_int_equal(wr(x, &c, FC, OC), 0);
+}
+
+static void test_forget_splices_chain(void **state)
+{
+	struct fx *x = *state;
+	struct lt_request r;
+	enum { F1 = 0x701, F2, F3, F4, F5, F6 };
+
+	/* F1 -> F2 -> F3: the daemon forgets F2 while a late open of F1 is
+	 * still on its way. It must still reach F3. */
+	lt_replace(x->t, F1, F2, x->now);
+	lt_replace(x->t, F2, F3, x->now);
+	lt_forget(x->t, F2);
+	assert_int_equal(lt_mark_count(x->t), 1);
+	assert_int_equal(rd(x, &r, F1, OA, 0), -ESTALE);
+	assert_int_equal(r.granted_file, F3);
+	/* F2's id now comes back as a brand-new file: an ordinary open. */
+	assert_int_equal(wr(x, &r, F2, OB), 0);
+	assert_int_equal(r.granted_file, F2);
+	/* Forgetting the current file changes nothing: it keeps its name. */
+	lt_forget(x->t, F3);
+	assert_int_equal(rd(x, &r, F1, OC, 0), -EINPROGRESS);
+	assert_int_equal(nwait(x, F3), 1);
+	assert_int_equal(lt_cancel(x->t, &r, x->now), 0);
+	expect_decided(x, &r, -EINTR);
+
+	/* F4 -> F5, F5 removed, F5 forgotten: F4 is removed too. */
+	lt_replace(x->t, F4, F5, x->now);
+	lt_gone(x->t, F5, x->now);
+	lt_forget(x->t, F5);
+	assert_int_equal(rd(x, &r, F4, OD, 0), -ESTALE);
+	assert_int_equal(r.granted_file, 0);
+	assert_int_equal(wr(x, &r, F5, OD), 0);
+
+	/* The chains' records all go once their files are forgotten. */
+	lt_forget(x->t, F1);
+	lt_forget(x->t, F4);
+	assert_int_equal(lt_mark_count(x->t), 0);
+	/* And a file renamed back over its own successor does not loop. */
+	lt_replace(x->t, F6, F1, x->now);
+	lt_replace(x->t, F1, F6, x->now);
+	assert_int_equal(lt_mark_count(x->t), 1);
+	assert_int_equal(rd(x, &r, F1, 30, 0), -ESTALE);
+	assert_int_equal(r.granted_file, F6);
+	assert_int_equal(rd(x, &r, F6, 30, 0), 0); /* the retry re-enters */
+	assert_int_equal(holder(x, F6).handles, 1);
+}
+
+static void test_barrier_not_forwarded(void **state)
+{
+	struct fx *x = *state;
+	struct lt_request a, o, b, b2;
+
+	/* A holds the old file, O the new one. */
+	assert_int_equal(wr(x, &a, FA, OA), 0);
+	assert_int_equal(wr(x, &o, FB, OB), 0);
+	lt_replace(x->t, FA, FB, x->now);
+	/* A barrier on FA concerns FA: it waits for A there, not for B. */
+	mk(&b, FA, OC, LT_EXCL, LT_F_WRITE | LT_F_BARRIER, 0, 0);
+	assert_int_equal(acq(x, &b), -EINPROGRESS);
+	assert_int_equal(nwait(x, FA), 1);
+	assert_int_equal(nwait(x, FB), 0);
+	assert_int_equal(rel(x, FA, OA, true), 0);
+	expect_decided(x, &b, 0);
+	assert_int_equal(b.granted_file, FA);
+	assert_int_equal(holder(x, FA).owner, OC);
+	assert_int_equal(lt_barrier_done(x->t, FA, OC, x->now), 0);
+	/* And on a free old file it is granted there at once. */
+	mk(&b2, FA, OD, LT_EXCL, LT_F_WRITE | LT_F_BARRIER, 0, 0);
+	assert_int_equal(acq(x, &b2), 0);
+	assert_int_equal(b2.granted_file, FA);
+	assert_int_equal(holder(x, FA).owner, OD);
+	assert_int_equal(holder(x, FB).owner, OB);
+	assert_int_equal(holder(x, FB).handles, 1);
+}
+
+static void test_forward_exceptions(void **state)
+{
+	struct fx *x = *state;
+	struct lt_request a, a2, b, b2, d, dr;
+
+	/* A keeps FA open and renames FB over it: A re-enters FA (say through
+	 * /proc/self/fd), nothing forwards it. */
+	assert_int_equal(rd(x, &a, FA, OA, 100), 0);
+	lt_replace(x->t, FA, FB, x->now);
+	assert_int_equal(rd(x, &a2, FA, OA, 100), 0);
+	assert_int_equal(a2.granted_file, FA);
+	assert_int_equal(holder(x, FA).handles, 2);
+	assert_int_equal(nhold(x, FB), 0);
+
+	/* B's write is forwarded and its retry reaches FA again (another name
+	 * of the same file): served on FA, and the lease the forward made on
+	 * FB is not kept from others. */
+	assert_int_equal(rel(x, FA, OA, false), 0);
+	assert_int_equal(rel(x, FA, OA, false), 0);
+	lt_tick(x->t, x->now + 100);
+	assert_int_equal(wr(x, &b, FA, OB), -ESTALE);
+	assert_int_equal(holder(x, FB).owner, OB);
+	struct lt_request c;
+	assert_int_equal(wr(x, &c, FB, OC), -EINPROGRESS);
+	assert_int_equal(wr(x, &b2, FA, OB), 0);
+	assert_int_equal(b2.granted_file, FA);
+	expect_decided(x, &c, 0);
+	assert_int_equal(holder(x, FB).owner, OC);
+	assert_int_equal(rel(x, FB, OC, true), 0);
+	assert_int_equal(rel(x, FA, OB, true), 0);
+	assert_int_equal(lt_file_count(x->t), 0);
+
+	/* D's lease on FB ran out before its retry, and FB was replaced by FC
+	 * meanwhile: the retry still gets FB rather than a second -ESTALE. */
+	x->now += 1000;
+	assert_int_equal(rd(x, &d, FA, OD, 100), -ESTALE);
+	assert_int_equal(d.granted_file, FB);
+	x->now += LT_RETRY_LEASE_NS;
+	lt_tick(x->t, x->now);
+	assert_int_equal(nhold(x, FB), 0);
+	lt_replace(x->t, FB, FC, x->now);
+	assert_int_equal(rd(x, &dr, FB, OD, 100), 0);
+	assert_int_equal(dr.granted_file, FB);
+	/* An owner that exits while armed leaves nothing behind. */
+	assert_int_equal(rel(x, FB, OD, false), 0);
+	lt_tick(x->t, x->now + 100);
+	assert_int_equal(rd(x, &d, FA, 40, 0), -ESTALE);
+	assert_int_equal(d.granted_file, FC);
+	assert_int_equal(holder(x, FC).owner, 40); /* lease_ns 0 still gets one */
+	lt_owner_exit(x->t, 40, 0, x->now);
+	assert_int_equal(lt_file_count(x->t), 0);
+}
+
+static void test_forward_onto_own_hold(void **state)
+{
+	struct fx *x = *state;
+	struct lt_request b, bl, c;
+
+	/* B holds FB open already when its late open of FA arrives: the
+	 * open is answered at once, ahead of C, and no lease is made. */
+	assert_int_equal(rd(x, &b, FB, OB, 100), 0);
+	assert_int_equal(wr(x, &c, FB, OC), -EINPROGRESS);
+	lt_replace(x->t, FA, FB, x->now);
+	assert_int_equal(rd(x, &bl, FA, OB, 100), -ESTALE);
+	assert_int_equal(bl.granted_file, FB);
+	assert_int_equal(holder(x, FB).handles, 1);
+	expect_none(x);
+	assert_int_equal(stats(x, FB).acquisitions, 2);
+	assert_int_equal(rd(x, &bl, FB, OB, 100), 0); /* the retry */
+	assert_int_equal(holder(x, FB).handles, 2);
+	/* And with its lease there, the lease is stretched for the retry. */
+	assert_int_equal(rel(x, FB, OB, false), 0);
+	assert_int_equal(rel(x, FB, OB, false), 0);
+	assert_int_equal(holder(x, FB).lease_until, x->now + 100);
+	x->now += 50;
+	assert_int_equal(rd(x, &bl, FA, OB, 100), -ESTALE);
+	assert_int_equal(holder(x, FB).lease_until, x->now + LT_RETRY_LEASE_NS);
+	assert_int_equal(nwait(x, FB), 1);
+}
+
+/* ------------------------------------------------------------------ peeks */
+
+static void test_peek_beside_readers(void **state)
+{
+	struct fx *x = *state;
+	struct lt_request a, b, p, w;
+	struct lt_stats s;
+
+	/* A read FA and holds a lease: B's non-blocking read peeks. */
+	assert_int_equal(rd(x, &a, FA, OA, 100), 0);
+	assert_int_equal(rel(x, FA, OA, false), 0);
+	assert_int_equal(rd(x, &b, FB, OB, 100), 0);
+	assert_int_equal(rel(x, FB, OB, false), 0); /* B's own lease on FB */
+	mk(&p, FA, OB, LT_EXCL, LT_F_NONBLOCK, 100, 0);
+	assert_int_equal(acq(x, &p), LT_PEEK);
+	assert_int_equal(p.status, LT_PEEK);
+	assert_int_equal(p.state, LT_REQ_DONE);
+	assert_int_equal(p.granted_file, 0);
+	expect_none(x);
+	/* Nothing recorded: A still alone with its lease, B's lease kept, and
+	 * nothing for B to release. */
+	assert_int_equal(holder(x, FA).owner, OA);
+	assert_int_equal(holder(x, FA).handles, 0);
+	assert_int_equal(holder(x, FB).owner, OB);
+	assert_int_equal(rel(x, FA, OB, false), -ENOENT);
+	s = stats(x, FA);
+	assert_int_equal(s.peeks, 1);
+	assert_int_equal(s.acquisitions, 1);
+	assert_int_equal(s.fail_eagain, 0);
+	assert_int_equal(s.contentions, 0);
+
+	/* A reader with its handle open, and a writer waiting behind it: the
+	 * queue does not matter. */
+	assert_int_equal(rd(x, &a, FA, OA, 100), 0);
+	assert_int_equal(wr(x, &w, FA, OC), -EINPROGRESS);
+	assert_int_equal(acq(x, &p), LT_PEEK);
+	assert_int_equal(nwait(x, FA), 1);
+	assert_int_equal(holder(x, FA).handles, 1);
+	/* Readers-writer mode: shared readers and a queued writer. */
+	struct lt_request s1, s2, ps, pe;
+	mk(&s1, FC, OA, LT_SHARED, 0, 0, 0);
+	mk(&s2, FC, OB, LT_SHARED, 0, 0, 0);
+	assert_int_equal(acq(x, &s1), 0);
+	assert_int_equal(acq(x, &s2), 0);
+	assert_int_equal(wr(x, &w, FC, OD), -EINPROGRESS);
+	mk(&ps, FC, 30, LT_SHARED, LT_F_NONBLOCK, 0, 0);
+	assert_int_equal(acq(x, &ps), LT_PEEK);
+	mk(&pe, FC, 30, LT_EXCL, LT_F_NONBLOCK, 100, 0);
+	assert_int_equal(acq(x, &pe), LT_PEEK);
+	assert_int_equal(nhold(x, FC), 2);
+	assert_int_equal(stats(x, FC).peeks, 2);
+	/* A peek that could be granted is simply granted. */
+	struct lt_request g;
+	mk(&g, FB, OB, LT_EXCL, LT_F_NONBLOCK, 100, 0);
+	assert_int_equal(acq(x, &g), 0);
+	assert_int_equal(holder(x, FB).handles, 1);
+}
+
+static void test_peek_refused_beside_writer(void **state)
+{
+	struct fx *x = *state;
+	struct lt_request a, ar, p, bw, bb;
+
+	/* A writes FA: a non-blocking read fails as ever. */
+	assert_int_equal(wr(x, &a, FA, OA), 0);
+	mk(&p, FA, OB, LT_EXCL, LT_F_NONBLOCK, 100, 0);
+	assert_int_equal(acq(x, &p), -EAGAIN);
+	mk(&p, FA, OB, LT_SHARED, LT_F_NONBLOCK, 0, 0);
+	assert_int_equal(acq(x, &p), -EAGAIN);
+	assert_int_equal(p.granted_file, 0);
+	/* A reads too: its write handle is still open, still writing. */
+	assert_int_equal(rd(x, &ar, FA, OA, 100), 0);
+	mk(&p, FA, OB, LT_EXCL, LT_F_NONBLOCK, 100, 0);
+	assert_int_equal(acq(x, &p), -EAGAIN);
+	/* Its write closed, only the read is left: peeks may look. */
+	assert_int_equal(rel(x, FA, OA, true), 0);
+	assert_int_equal(acq(x, &p), LT_PEEK);
+	/* Non-blocking writes and barriers never peek. */
+	mk(&bw, FA, OB, LT_EXCL, LT_F_WRITE | LT_F_NONBLOCK, 0, 0);
+	assert_int_equal(acq(x, &bw), -EAGAIN);
+	mk(&bb, FA, OB, LT_EXCL, LT_F_BARRIER | LT_F_NONBLOCK, 0, 0);
+	assert_int_equal(acq(x, &bb), -EAGAIN);
+	assert_int_equal(rel(x, FA, OA, false), 0); /* now a lease */
+	assert_int_equal(acq(x, &bw), -EAGAIN);
+	assert_int_equal(acq(x, &bb), -EAGAIN);
+	assert_int_equal(acq(x, &p), LT_PEEK);
+	/* A barrier in progress (a rename over it) is a modification. */
+	struct lt_request b;
+	mk(&b, FA, OA, LT_EXCL, LT_F_WRITE | LT_F_BARRIER, 0, 0);
+	assert_int_equal(acq(x, &b), 0);
+	assert_int_equal(acq(x, &p), -EAGAIN);
+	assert_int_equal(lt_barrier_done(x->t, FA, OA, x->now), 0);
+	assert_int_equal(nhold(x, FA), 0);
+	struct lt_stats s = stats(x, FA);
+	assert_int_equal(s.peeks, 2);
+	assert_int_equal(s.fail_eagain, 8);
+	/* A write whose most recent grant is a write, even with a read handle
+	 * opened before it and the write handle reported closed first. */
+	assert_int_equal(rd(x, &ar, FB, OA, 100), 0);
+	assert_int_equal(wr(x, &a, FB, OA), 0);
+	assert_int_equal(rel(x, FB, OA, true), 0);
+	mk(&p, FB, OB, LT_EXCL, LT_F_NONBLOCK, 100, 0);
+	assert_int_equal(acq(x, &p), -EAGAIN);
+}
+
+static void test_peek_forwarded(void **state)
+{
+	struct fx *x = *state;
+	struct lt_request a, p, p2;
+
+	/* A reads FB, which replaced FA; B's late non-blocking read of FA
+	 * cannot look at FB through FA: its retry will. */
+	assert_int_equal(rd(x, &a, FB, OA, 100), 0);
+	lt_replace(x->t, FA, FB, x->now);
+	mk(&p, FA, OB, LT_EXCL, LT_F_NONBLOCK, 100, 0);
+	assert_int_equal(acq(x, &p), -ESTALE);
+	assert_int_equal(p.granted_file, 0);
+	assert_int_equal(holder(x, FB).owner, OA);
+	mk(&p2, FB, OB, LT_EXCL, LT_F_NONBLOCK, 100, 0);
+	assert_int_equal(acq(x, &p2), LT_PEEK);
+	assert_int_equal(stats(x, FB).peeks, 1);
+	assert_int_equal(stats(x, FA).peeks, 0);
+}
+
+/* ------------------------------------------ simulation: rename-based RMW */
+
+/* Ten processes each run, over and over:
+ *     n = int(open("counter").read())
+ *     open("counter.tmp.PID", "w").write(str(n + 1))
+ *     os.rename("counter.tmp.PID", "counter")
+ * with the kernel's name lookup and the open it leads to as separate steps,
+ * so that opens arrive late for files that a rename has just replaced. The
+ * daemon forgets replaced files once nothing refers to them, and reuses
+ * their ids for new temporary files. */
+
+enum { SIM_P = 10, SIM_ROUNDS = 25, SIM_IDS = 4096 };
+
+enum sim_state {
+	S_LOOKUP,       /* resolve "counter" */
+	S_OPEN,         /* the open of what the lookup found */
+	S_WAIT,         /* parked */
+	S_CLOSE,        /* read done: close */
+	S_TMP,          /* create, write and close the temporary */
+	S_BARRIER,      /* the rename's barrier on what "counter" is now */
+	S_RENAME,       /* rename, tell the table, lift the barrier */
+	S_DONE,
+};
+
+struct sim_proc {
+	lt_owner_t owner;
+	enum sim_state st;
+	lt_file_t looked;
+	bool retrying;          /* this open is the kernel's retry */
+	lt_file_t read_file;
+	long value;
+	lt_file_t tmp;
+	int rounds;
+	struct lt_request req;
+};
+
+struct sim {
+	struct fx *x;
+	uint64_t rng;
+	struct sim_proc p[SIM_P];
+	lt_file_t cur;          /* what "counter" names */
+	long val[SIM_IDS];      /* content per file id */
+	lt_file_t next_id;
+	lt_file_t retired[SIM_IDS], free_ids[SIM_IDS];
+	size_t nretired, nfree;
+	unsigned late, stale, parked, forgotten, reused;
+};
+
+static uint64_t sim_rnd(struct sim *s, uint64_t n)
+{
+	s->rng = s->rng * 6364136223846793005ull + 1442695040888963407ull;
+	return (s->rng >> 33) % n;
+}
+
+/* The read open of p was answered. */
+static void sim_answered(struct sim *s, struct sim_proc *p, int status)
+{
+	if (status == -ESTALE) {
+		/* At most one -ESTALE per open: the kernel retries once. */
+		assert_false(p->retrying);
+		p->retrying = true;
+		s->stale++;
+		p->st = S_LOOKUP;
+		return;
+	}
+	assert_int_equal(status, 0);
+	/* Granted only ever on what the name points to now. */
+	assert_int_equal(p->req.granted_file, s->cur);
+	p->read_file = s->cur;
+	p->value = s->val[s->cur];
+	p->retrying = false;
+	p->st = S_CLOSE;
+}
+
+static void sim_drain(struct sim *s)
+{
+	struct lt_request *r;
+
+	while ((r = lt_take_decided(s->x->t))) {
+		struct sim_proc *p = NULL;
+
+		for (int i = 0; i < SIM_P; i++)
+			if (&s->p[i].req == r)
+				p = &s->p[i];
+		assert_non_null(p);
+		assert_int_equal(p->st, S_WAIT);
+		sim_answered(s, p, r->status);
+	}
+}
+
+static lt_file_t sim_new_id(struct sim *s)
+{
+	if (s->nfree && sim_rnd(s, 2)) {
+		size_t i = sim_rnd(s, s->nfree);
+		lt_file_t id = s->free_ids[i];
+
+		s->free_ids[i] = s->free_ids[--s->nfree];
+		s->reused++;
+		return id;
+	}
+	assert_true(s->next_id < SIM_IDS);
+	return s->next_id++;
+}
+
+/* Forgets replaced files nobody can reach any more. */
+static void sim_forget(struct sim *s)
+{
+	for (size_t i = 0; i < s->nretired;) {
+		lt_file_t f = s->retired[i];
+		bool busy = nhold(s->x, f) || nwait(s->x, f);
+
+		/* The kernel keeps an inode while an open of it is on its
+		 * way, parked or not. */
+		for (int j = 0; j < SIM_P; j++)
+			busy |= (s->p[j].st == S_OPEN && s->p[j].looked == f) ||
+				(s->p[j].st == S_WAIT && s->p[j].req.file == f);
+		if (busy || sim_rnd(s, 3)) {
+			i++;
+			continue;
+		}
+		lt_forget(s->x->t, f);
+		s->forgotten++;
+		/* The kernel may forget the current file too: it keeps its
+		 * name, and the chains leading to it stay. */
+		if (sim_rnd(s, 4) == 0)
+			lt_forget(s->x->t, s->cur);
+		s->retired[i] = s->retired[--s->nretired];
+		s->free_ids[s->nfree++] = f;
+	}
+}
+
+static void sim_step(struct sim *s, struct sim_proc *p)
+{
+	struct fx *x = s->x;
+	int rc;
+
+	switch (p->st) {
+	case S_LOOKUP:
+		p->looked = s->cur;
+		p->st = S_OPEN;
+		break;
+	case S_OPEN:
+		if (p->looked != s->cur)
+			s->late++;
+		rc = rd(x, &p->req, p->looked, p->owner, 250 * 1000 * 1000);
+		if (rc == -EINPROGRESS) {
+			/* The kernel's retry lands on the lease: no waiting. */
+			assert_false(p->retrying);
+			s->parked++;
+			p->st = S_WAIT;
+			break;
+		}
+		if (p->retrying)
+			assert_int_equal(rc, 0);
+		sim_answered(s, p, rc);
+		break;
+	case S_CLOSE:
+		assert_int_equal(rel(x, p->read_file, p->owner, false), 0);
+		p->st = S_TMP;
+		break;
+	case S_TMP: {
+		struct lt_request w;
+
+		p->tmp = sim_new_id(s);
+		/* A brand-new file: a reused id must not inherit a mark. */
+		assert_int_equal(wr(x, &w, p->tmp, p->owner), 0);
+		assert_int_equal(w.granted_file, p->tmp);
+		s->val[p->tmp] = p->value + 1;
+		assert_int_equal(rel(x, p->tmp, p->owner, true), 0);
+		p->st = S_BARRIER;
+		break;
+	}
+	case S_BARRIER:
+		/* Still the file this process read, and its lease still holds
+		 * it: nobody else has been in between. */
+		assert_int_equal(s->cur, p->read_file);
+		mk(&p->req, s->cur, p->owner, LT_EXCL, LT_F_WRITE | LT_F_BARRIER, 0, 0);
+		assert_int_equal(acq(x, &p->req), 0);
+		p->st = S_RENAME;
+		break;
+	case S_RENAME: {
+		lt_file_t old = s->cur;
+
+		assert_int_equal(s->val[old], p->value);
+		s->cur = p->tmp;
+		lt_replace(x->t, old, p->tmp, x->now);
+		assert_int_equal(lt_barrier_done(x->t, old, p->owner, x->now), 0);
+		s->retired[s->nretired++] = old;
+		p->st = ++p->rounds == SIM_ROUNDS ? S_DONE : S_LOOKUP;
+		break;
+	}
+	case S_WAIT:
+	case S_DONE:
+		break;
+	}
+}
+
+/* At most one process is between its read of the counter's current
+ * incarnation and its rename: the critical section is exclusive. */
+static void sim_check(struct sim *s)
+{
+	int in = 0;
+
+	for (int i = 0; i < SIM_P; i++) {
+		enum sim_state st = s->p[i].st;
+
+		if ((st == S_CLOSE || st == S_TMP || st == S_BARRIER || st == S_RENAME) &&
+		    s->p[i].read_file == s->cur)
+			in++;
+	}
+	assert_true(in <= 1);
+	assert_true(nhold(s->x, s->cur) <= 1);
+}
+
+static void run_rename_sim(struct fx *x, uint64_t seed, struct sim *s)
+{
+	memset(s, 0, sizeof(*s));
+	s->x = x;
+	s->rng = seed;
+	s->next_id = 0x10;
+	s->cur = sim_new_id(s);
+	s->val[s->cur] = 0;
+	for (int i = 0; i < SIM_P; i++)
+		s->p[i].owner = 500 + i;
+	for (int steps = 0;; steps++) {
+		struct sim_proc *ready[SIM_P];
+		int n = 0;
+
+		for (int i = 0; i < SIM_P; i++)
+			if (s->p[i].st != S_WAIT && s->p[i].st != S_DONE)
+				ready[n++] = &s->p[i];
+		if (n == 0)
+			break;
+		assert_true(steps < 100000);
+		x->now += 1 + sim_rnd(s, 5000); /* far below the leases */
+		sim_step(s, ready[sim_rnd(s, n)]);
+		lt_tick(x->t, x->now);
+		sim_drain(s);
+		sim_check(s);
+		sim_forget(s);
+	}
+	for (int i = 0; i < SIM_P; i++)
+		assert_int_equal(s->p[i].st, S_DONE);
+	/* No update lost. */
+	assert_int_equal(s->val[s->cur], SIM_P * SIM_ROUNDS);
+}
+
+static void test_rename_rmw_simulation(void **state)
+{
+	struct fx *x = *state;
+	struct sim *s = calloc(1, sizeof(*s));
+	unsigned late = 0, stale = 0, parked = 0, forgotten = 0, reused = 0;
+
+	assert_non_null(s);
+	for (uint64_t seed = 1; seed <= 20; seed++) {
+		run_rename_sim(x, seed * 0x9e3779b97f4a7c15ull, s);
+		late += s->late;
+		stale += s->stale;
+		parked += s->parked;
+		forgotten += s->forgotten;
+		reused += s->reused;
+		/* Everything ends: leases run out, the table is empty. */
+		x->now += 2 * LT_RETRY_LEASE_NS;
+		lt_tick(x->t, x->now);
+		assert_int_equal(lt_file_count(x->t), 0);
+		for (size_t i = 0; i < s->nretired; i++)
+			lt_forget(x->t, s->retired[i]);
+		assert_int_equal(lt_mark_count(x->t), 0);
+		lt_stats_reset(x->t);
+	}
+	print_message("    %u late opens, %u -ESTALE, %u parked, %u forgotten, %u reused\n",
+		      late, stale, parked, forgotten, reused);
+	/* The interesting paths were taken, often. */
+	assert_true(late > 100);
+	assert_true(stale > 100);
+	assert_true(parked > 100);
+	assert_true(reused > 100);
+	free(s);
 }
 
 static int stop_stats(void *arg, lt_file_t file, const struct lt_stats *s)
@@ -1562,6 +2360,7 @@ struct grant {
 	lt_file_t file;
 	lt_owner_t owner;
 	bool barrier;
+	bool write;             /* LT_F_WRITE or a barrier */
 };
 
 struct model {
@@ -1575,7 +2374,7 @@ struct model {
 	size_t ngrants;
 	lt_file_t files[256];
 	size_t nfiles;
-	unsigned decided, parked;
+	unsigned decided, parked, peeks, stale;
 };
 
 static uint64_t rnd(struct model *m, uint64_t n)
@@ -1592,10 +2391,30 @@ static bool owner_waiting(const struct model *m, lt_owner_t o)
 	return false;
 }
 
-static void add_grant(struct model *m, lt_file_t f, lt_owner_t o, bool barrier)
+static void add_grant(struct model *m, lt_file_t f, lt_owner_t o, unsigned flags)
 {
 	assert_true(m->ngrants < 4096);
-	m->grants[m->ngrants++] = (struct grant){ f, o, barrier };
+	m->grants[m->ngrants++] = (struct grant){
+		f, o, flags & LT_F_BARRIER, flags & (LT_F_WRITE | LT_F_BARRIER)
+	};
+}
+
+/* A peek must never be let in next to an open modification by a holder it
+ * conflicts with. */
+static void check_peek(const struct model *m, const struct lt_request *r)
+{
+	struct lt_holder_view v[64];
+	size_t nh = lt_holders(m->x->t, r->file, v, 64);
+
+	for (size_t i = 0; i < m->ngrants; i++) {
+		const struct grant *g = &m->grants[i];
+
+		if (g->file != r->file || g->owner == r->owner || !g->write)
+			continue;
+		for (size_t j = 0; j < nh && j < 64; j++)
+			if (v[j].owner == g->owner)
+				assert_true(r->cls == LT_SHARED && v[j].cls == LT_SHARED);
+	}
 }
 
 static void drain(struct model *m)
@@ -1613,8 +2432,10 @@ static void drain(struct model *m)
 			    r->status == -EINTR || r->status == -ESTALE);
 		if (r->status == 0) {
 			assert_int_equal(r->granted_file, r->file);
-			add_grant(m, r->file, r->owner, r->flags & LT_F_BARRIER);
+			add_grant(m, r->file, r->owner, r->flags);
 		}
+		if (r->status == -ESTALE)
+			m->stale++;
 		m->decided++;
 		free(r);
 	}
@@ -1719,11 +2540,26 @@ static void model_acquire(struct model *m)
 		return;
 	}
 	assert_int_equal(r->status, rc);
-	assert_true(rc == 0 || rc == -EAGAIN || rc == -EDEADLK);
+	assert_true(rc == 0 || rc == -EAGAIN || rc == -EDEADLK ||
+		    rc == -ESTALE || rc == LT_PEEK);
 	if (rc == -EAGAIN)
 		assert_true(flags & LT_F_NONBLOCK);
-	if (rc == 0)
-		add_grant(m, r->file, o, flags & LT_F_BARRIER);
+	if (rc == LT_PEEK) {
+		assert_true(flags & LT_F_NONBLOCK);
+		assert_false(flags & (LT_F_WRITE | LT_F_BARRIER));
+		assert_int_equal(r->granted_file, 0);
+		check_peek(m, r);
+		m->peeks++;
+	}
+	if (rc == -ESTALE) {
+		/* Only marks answer this at once, and never to a barrier. */
+		assert_false(flags & LT_F_BARRIER);
+		m->stale++;
+	}
+	if (rc == 0) {
+		assert_int_equal(r->granted_file, r->file);
+		add_grant(m, r->file, o, flags);
+	}
 	free(r);
 }
 
@@ -1740,7 +2576,7 @@ static void model_release(struct model *m)
 	if (g.barrier)
 		assert_int_equal(lt_barrier_done(m->x->t, g.file, g.owner, m->x->now), 0);
 	else
-		assert_int_equal(rel(m->x, g.file, g.owner, rnd(m, 2)), 0);
+		assert_int_equal(rel(m->x, g.file, g.owner, g.write), 0);
 }
 
 static void model_step(struct model *m)
@@ -1782,22 +2618,24 @@ static void model_step(struct model *m)
 		lt_file_t old = m->files[i];
 		m->files[i] = nf;
 		m->files[m->nfiles - 1] = old;
-	} else {
+	} else if (rnd(m, 2)) {
 		lt_gone(x->t, m->files[rnd(m, RF)], x->now);
+	} else {
+		/* The daemon forgets a file; its id comes back as a new one. */
+		lt_forget(x->t, m->files[rnd(m, m->nfiles)]);
 	}
 out:
 	drain(m);
 	check(m);
 }
 
-static void test_random_model(void **state)
+static void run_model(struct fx *x, uint64_t seed)
 {
-	struct fx *x = *state;
 	struct model *m = calloc(1, sizeof(*m));
 
 	assert_non_null(m);
 	m->x = x;
-	m->rng = 0x5eed;
+	m->rng = seed;
 	for (size_t i = 0; i < RO; i++)
 		m->live[i] = 100 + i;
 	m->next_owner = 1000;
@@ -1805,25 +2643,47 @@ static void test_random_model(void **state)
 		m->files[m->nfiles++] = 1 + i;
 	for (int step = 0; step < 30000; step++)
 		model_step(m);
-	/* Everything comes to an end. */
-	while (m->ngrants)
-		model_release(m);
-	while (m->nwaiting) {
-		assert_int_equal(lt_cancel(x->t, m->waiting[0], x->now), 0);
+	/* Everything comes to an end. Each release or expiry may grant a
+	 * waiter, whose grant must be collected (drain) and released in turn. */
+	for (;;) {
 		drain(m);
-		while (m->ngrants)
+		while (m->ngrants) {
 			model_release(m);
+			drain(m);
+		}
+		if (m->nwaiting) {
+			assert_int_equal(lt_cancel(x->t, m->waiting[0], x->now), 0);
+			continue;
+		}
+		lt_tick(x->t, UINT64_MAX - 1);
 		drain(m);
+		if (!m->ngrants && !m->nwaiting)
+			break;
 	}
-	lt_tick(x->t, UINT64_MAX - 1);
-	drain(m);
 	check(m);
 	assert_int_equal(lt_file_count(x->t), 0);
 	assert_int_equal(lt_next_deadline(x->t), UINT64_MAX);
-	print_message("    %u parked, %u decided\n", m->parked, m->decided);
+	print_message("    %u parked, %u decided, %u peeks, %u stale\n", m->parked,
+		      m->decided, m->peeks, m->stale);
 	assert_true(m->parked > 1000);
+	assert_true(m->peeks > 10);
+	assert_true(m->stale > 10);
 	assert_int_equal(m->parked, m->decided);
 	free(m);
+}
+
+static void test_random_model(void **state)
+{
+	struct fx *x = *state;
+	static const uint64_t seeds[] = { 0x5eed, 0xa11ce, 0xb0b, 0xfeed5eed };
+
+	for (size_t i = 0; i < sizeof(seeds) / sizeof(seeds[0]); i++) {
+		/* A fresh table each time: marks must not carry over. */
+		lt_free(x->t);
+		x->t = lt_new();
+		assert_non_null(x->t);
+		run_model(x, seeds[i]);
+	}
 }
 
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
@@ -1874,6 +2734,20 @@ int main(void)
 		T(test_gone),
 		T(test_replace_onto_own_lease),
 		T(test_exit_naming_dead_heir),
+		T(test_forward_late_open_free),
+		T(test_forward_parks_behind_holder),
+		T(test_forward_chain),
+		T(test_forward_long_chain_is_bounded),
+		T(test_gone_mark),
+		T(test_forget_clears_mark),
+		T(test_forget_splices_chain),
+		T(test_barrier_not_forwarded),
+		T(test_forward_exceptions),
+		T(test_forward_onto_own_hold),
+		T(test_peek_beside_readers),
+		T(test_peek_refused_beside_writer),
+		T(test_peek_forwarded),
+		T(test_rename_rmw_simulation),
 		T(test_foreach_stops_early),
 		T(test_barrier_by_non_holder_waits),
 		T(test_barrier_by_lease_holder),
