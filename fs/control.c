@@ -24,8 +24,9 @@
  * Readers ignore line kinds and trailing fields they do not know, which is
  * how version 1 can grow.
  *
- * Concurrency: a struct control is fixed after control_new() and needs no
- * lock. Each handle has its own mutex (FUSE may run two requests on one
+ * Concurrency: a struct control is fixed after control_new(), except for
+ * its list of open handles (under control.mu, which nothing else is taken
+ * under). Each handle has its own mutex (FUSE may run two requests on one
  * handle at once). Building a reply takes the lock table's mutex only inside
  * locking_snapshot() / locking_stats_reset(); owners and paths are resolved
  * afterwards with no lock of ours held. */
@@ -42,14 +43,12 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "config.h"
 #include "locking.h"
 #include "log.h"
 #include "owner.h"
 
 #define CONTROL_VERSION 1
-/* The longest request accepted; the longest valid one is far shorter, so a
- * hostile writer cannot make the parser look at more than this. */
-#define CONTROL_MAX_REQUEST 64
 
 struct control {
 	/* All fixed by control_new(). */
@@ -58,10 +57,18 @@ struct control {
 	void *path_arg;
 	char *mountpoint;
 	char *source;
+	unsigned lease_ms;
+	unsigned lock_timeout_ms;
 	uid_t owner_uid;        /* the daemon's user, who may reset (and root) */
+
+	pthread_mutex_t mu;     /* protects handles and every handle's links */
+	struct control_handle *handles; /* open, for control_free() */
 };
 
 struct control_handle {
+	struct control *c;      /* immutable */
+	struct control_handle *prev, *next; /* c->handles, under c->mu */
+
 	pthread_mutex_t mu;     /* protects everything below */
 	char *reply;
 	size_t len;
@@ -206,10 +213,8 @@ static void put_header(struct control *c, struct sbuf *b)
 	/* getpid() now, not at control_new(): the daemon may fork into the
 	 * background after setting up. */
 	sb_num(b, (uint64_t)getpid());
-	/* The mount's defaults are not handed to this module (control_new
-	 * has no config); "-" says so rather than guessing. */
-	sb_unknown(b);
-	sb_unknown(b);
+	sb_num(b, c->lease_ms);
+	sb_num(b, c->lock_timeout_ms);
 	sb_puts(b, "\n");
 }
 
@@ -396,7 +401,7 @@ static void set_reply(struct control_handle *h, struct sbuf *b)
 /* ---- the entry points ---------------------------------------------------- */
 
 int control_new(struct control **out, struct locking *l, control_path_fn path_of,
-		void *path_arg, const char *mountpoint, const char *source)
+		void *path_arg, const struct lockfs_config *cfg)
 {
 	struct control *c = calloc(1, sizeof(*c));
 
@@ -405,9 +410,12 @@ int control_new(struct control **out, struct locking *l, control_path_fn path_of
 	c->l = l;
 	c->path_of = path_of;
 	c->path_arg = path_arg;
-	c->mountpoint = strdup(mountpoint ? mountpoint : "");
-	c->source = strdup(source ? source : "");
+	c->mountpoint = strdup(cfg->mountpoint ? cfg->mountpoint : "");
+	c->source = strdup(cfg->source ? cfg->source : "");
+	c->lease_ms = cfg->lease_ms;
+	c->lock_timeout_ms = cfg->lock_timeout_ms;
 	c->owner_uid = getuid();
+	pthread_mutex_init(&c->mu, NULL);
 	if (!c->mountpoint || !c->source) {
 		control_free(c);
 		return -ENOMEM;
@@ -416,10 +424,25 @@ int control_new(struct control **out, struct locking *l, control_path_fn path_of
 	return 0;
 }
 
+static void handle_free(struct control_handle *h)
+{
+	pthread_mutex_destroy(&h->mu);
+	free(h->reply);
+	free(h);
+}
+
 void control_free(struct control *c)
 {
 	if (!c)
 		return;
+	/* Nobody else runs now: the session is over. */
+	while (c->handles) {
+		struct control_handle *h = c->handles;
+
+		c->handles = h->next;
+		handle_free(h);
+	}
+	pthread_mutex_destroy(&c->mu);
 	free(c->mountpoint);
 	free(c->source);
 	free(c);
@@ -429,10 +452,16 @@ int control_open(struct control *c, struct control_handle **out)
 {
 	struct control_handle *h = calloc(1, sizeof(*h));
 
-	(void)c;
 	if (!h)
 		return -ENOMEM;
+	h->c = c;
 	pthread_mutex_init(&h->mu, NULL);
+	pthread_mutex_lock(&c->mu);
+	h->next = c->handles;
+	if (h->next)
+		h->next->prev = h;
+	c->handles = h;
+	pthread_mutex_unlock(&c->mu);
 	*out = h;
 	return 0;
 }
@@ -506,9 +535,18 @@ ssize_t control_read(struct control *c, struct control_handle *h, char *buf,
 
 void control_release(struct control_handle *h)
 {
+	struct control *c;
+
 	if (!h)
 		return;
-	pthread_mutex_destroy(&h->mu);
-	free(h->reply);
-	free(h);
+	c = h->c;
+	pthread_mutex_lock(&c->mu);
+	if (h->prev)
+		h->prev->next = h->next;
+	else
+		c->handles = h->next;
+	if (h->next)
+		h->next->prev = h->prev;
+	pthread_mutex_unlock(&c->mu);
+	handle_free(h);
 }

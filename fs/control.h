@@ -8,7 +8,8 @@
  *
  * Protocol (docs/lockstat.1 documents it for users):
  *   - open O_RDONLY and read: a snapshot of the holders and waiters, taken at
- *     open; reads of the same handle page through that one snapshot.
+ *     the handle's first read; later reads of the same handle page through
+ *     that one snapshot.
  *   - open O_RDWR, write one request line, then read the reply from offset 0:
  *       "snapshot\n"          holders and waiters (the default)
  *       "stats\n"             holders, waiters and per-file statistics
@@ -29,16 +30,24 @@
 #include "locktable.h"
 
 #define CONTROL_NAME ".lockfs-control"
+/* The longest request accepted; the longest valid one is far shorter. A
+ * caller may pass just the first CONTROL_MAX_REQUEST + 1 bytes of a longer
+ * write: it is refused all the same. */
+#define CONTROL_MAX_REQUEST 64
 
 struct control;
 struct locking;
+struct lockfs_config;
 
 /* Resolves a lock key to a path relative to the mount root (no leading '/');
  * returns 0, or -ENOENT when the file is no longer known. */
 typedef int (*control_path_fn)(void *arg, lt_file_t file, char *buf, size_t len);
 
+/* The mount point, source, lease and lock timeout shown in every reply are
+ * copied from cfg (NULL strings show as empty). 0 or -ENOMEM. */
 int control_new(struct control **out, struct locking *l, control_path_fn path_of,
-		void *path_arg, const char *mountpoint, const char *source);
+		void *path_arg, const struct lockfs_config *cfg);
+/* Also frees the handles still open (the kernel never released them). */
 void control_free(struct control *c);
 
 /* One open of the control file. */

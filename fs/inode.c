@@ -1,10 +1,11 @@
 /* The inode table (see inode.h).
  *
  * Two chained hash tables index the same entries, one by (st_dev, st_ino)
- * for lookups coming from the source, one by node id for requests coming
- * from the kernel. Both have the same number of buckets (a power of two) and
- * double together when the entries outnumber the buckets, so a lookup stays
- * O(1) on average however many files the kernel caches. */
+ * for lookups coming from the source (hashed on the lock key of that pair,
+ * so that a lock key finds its entry too), one by node id for requests
+ * coming from the kernel. Both have the same number of buckets (a power of
+ * two) and double together when the entries outnumber the buckets, so a
+ * lookup stays O(1) on average however many files the kernel caches. */
 #include "inode.h"
 
 #include <errno.h>
@@ -61,9 +62,14 @@ lt_file_t inode_lock_key(dev_t dev, ino_t ino)
 	return k;
 }
 
+static size_t lock_key_bucket(const struct inode_table *t, lt_file_t key)
+{
+	return (size_t)(mix64(key) & (t->nbuckets - 1));
+}
+
 static size_t key_bucket(const struct inode_table *t, dev_t dev, ino_t ino)
 {
-	return (size_t)(mix64(inode_lock_key(dev, ino)) & (t->nbuckets - 1));
+	return lock_key_bucket(t, inode_lock_key(dev, ino));
 }
 
 static size_t id_bucket(const struct inode_table *t, uint64_t id)
@@ -147,6 +153,18 @@ static struct inode *find_key_locked(struct inode_table *t, dev_t dev, ino_t ino
 
 	for (in = t->by_key[key_bucket(t, dev, ino)]; in; in = in->next_key)
 		if (in->ino == ino && in->dev == dev)
+			return in;
+	return NULL;
+}
+
+/* The first entry with lock key `key`. Keys of different devices may
+ * collide; the lock table cannot tell such files apart either. */
+static struct inode *find_lock_key_locked(struct inode_table *t, lt_file_t key)
+{
+	struct inode *in;
+
+	for (in = t->by_key[lock_key_bucket(t, key)]; in; in = in->next_key)
+		if (in->key == key)
 			return in;
 	return NULL;
 }
@@ -538,6 +556,19 @@ int inode_child_path(struct inode_table *t, struct inode *dir, const char *name,
 
 	pthread_mutex_lock(&t->mu);
 	rc = path_locked(t, dir, name, buf, size);
+	pthread_mutex_unlock(&t->mu);
+	return rc;
+}
+
+int inode_key_path(struct inode_table *t, lt_file_t key, char *buf, size_t size)
+{
+	struct inode *in;
+	int rc = -ENOENT;
+
+	pthread_mutex_lock(&t->mu);
+	in = find_lock_key_locked(t, key);
+	if (in && !in->unlinked)
+		rc = path_locked(t, in, NULL, buf, size);
 	pthread_mutex_unlock(&t->mu);
 	return rc;
 }

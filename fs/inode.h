@@ -8,17 +8,22 @@
  * The kernel addresses inodes by node id. Node ids are handed out from a
  * counter and never reused, so a stale id (an NFS file handle, a late
  * request) finds nothing instead of a different file. The root is
- * INODE_ROOT_ID (FUSE_ROOT_ID).
+ * INODE_ROOT_ID (FUSE_ROOT_ID). INODE_CONTROL_ID is never handed out (the
+ * counter cannot get there): the passthrough gives it to the control file
+ * (control.h), which is not in the source and not in the table.
  *
  * Lifetime: an entry counts the kernel's lookups (nlookup: +1 for each entry
  * reply, -n for each forget) and internal references (refs: an operation in
  * progress, an open handle, a child naming it as parent). It is freed when
  * both are zero. The root is never freed before the table.
  *
- * Names: when the table tracks names (a policy file is in use), each entry
- * remembers its parent and its last known name, so that the path relative to
- * the mount root can be rebuilt (inode_path). A child holds a reference on
- * its parent.
+ * Names: when the table tracks names (the passthrough always asks for it:
+ * policy rules match paths, lockstat shows them), each entry remembers its
+ * parent and its last known name, so that the path relative to the mount
+ * root can be rebuilt (inode_path, inode_key_path). Names are recorded when
+ * an entry is looked up, created, linked or renamed through the mount; a
+ * lookup under an unchanged name costs one string comparison. A child holds
+ * a reference on its parent.
  *
  * Thread safety: all functions may be called from any thread. One mutex
  * inside the table (inode_table.mu) protects the hash tables, the counts, the
@@ -37,6 +42,7 @@
 #include "locktable.h"
 
 #define INODE_ROOT_ID 1
+#define INODE_CONTROL_ID UINT64_MAX
 #define INODE_NO_FD (-2)
 
 /* What the mount last saw of a file's contents, to tell whether somebody
@@ -125,6 +131,11 @@ int inode_path(struct inode_table *t, struct inode *in, char *buf, size_t size);
 /* The path of `name` in directory `dir`, as above. */
 int inode_child_path(struct inode_table *t, struct inode *dir, const char *name,
 		     char *buf, size_t size);
+/* The path, as above, of the entry whose lock key (inode_lock_key) is `key`:
+ * found through the (dev, ino) index, which is hashed on that key, so it
+ * costs what a lookup does. -ENOENT also when no entry has that key, or when
+ * it was unlinked or renamed over through the mount (its name is stale). */
+int inode_key_path(struct inode_table *t, lt_file_t key, char *buf, size_t size);
 
 void inode_mark_unlinked(struct inode_table *t, struct inode *in);
 bool inode_is_unlinked(struct inode_table *t, struct inode *in);

@@ -20,10 +20,16 @@
  * permission decision and gives new files their owner. The thread goes back
  * to the daemon's identity after the operation.
  *
+ * The control file (control.h) answers to CONTROL_NAME at the root, under
+ * the node id INODE_CONTROL_ID, which the inode table never hands out. It
+ * has no entry in the table and no lock: every operation checks for that id
+ * (or name) first and hands the control file's requests to control.c, whose
+ * handles are then in fi->fh instead of a struct handle.
+ *
  * Locks between threads: the inode table has its own mutex; open handles
  * are listed under pt->handles_mu (only so that destroy can close them);
  * each handle's state flags are atomics; a directory handle's stream is
- * under its own mutex. */
+ * under its own mutex; the control has its own. */
 #include "passthrough.h"
 
 #include <dirent.h>
@@ -46,6 +52,7 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "control.h"
 #include "inode.h"
 #include "locking.h"
 #include "log.h"
@@ -88,6 +95,10 @@ struct passthrough {
 
 	pthread_mutex_t handles_mu;         /* protects the handles list */
 	struct handle *handles;
+
+	struct control *control;            /* its own locks */
+	struct timespec control_time;       /* the control file's times: when
+	                                       the mount was set up; read-only */
 };
 
 /* ---- credentials -------------------------------------------------------- */
@@ -398,6 +409,136 @@ static void reply_entry(struct passthrough *pt, fuse_req_t req, int rc,
 	inode_put(pt->inodes, in);
 }
 
+/* ---- the control file --------------------------------------------------- */
+
+static bool is_control_name(fuse_ino_t parent, const char *name)
+{
+	return parent == INODE_ROOT_ID && strcmp(name, CONTROL_NAME) == 0;
+}
+
+static struct control_handle *control_handle_of(struct fuse_file_info *fi)
+{
+	return (struct control_handle *)(uintptr_t)fi->fh;
+}
+
+/* Fixed attributes: the file is owned by the mount's owner (who alone may
+ * reset the statistics) and is empty to stat; its contents are made at
+ * each read, which direct_io sends here whatever the size says. */
+static void control_attr(struct passthrough *pt, struct stat *st)
+{
+	memset(st, 0, sizeof(*st));
+	st->st_ino = INODE_CONTROL_ID;
+	st->st_mode = S_IFREG | 0666;
+	st->st_nlink = 1;
+	st->st_uid = pt->uid;
+	st->st_gid = pt->gid;
+	st->st_blksize = 4096;
+	st->st_atim = st->st_mtim = st->st_ctim = pt->control_time;
+}
+
+static void control_reply_entry(struct passthrough *pt, fuse_req_t req)
+{
+	struct fuse_entry_param e;
+
+	memset(&e, 0, sizeof(e));
+	e.ino = INODE_CONTROL_ID;
+	e.attr_timeout = pt->cfg->attr_timeout;
+	e.entry_timeout = pt->cfg->entry_timeout;
+	control_attr(pt, &e.attr);
+	/* Lookups of the control file are not counted: it is never freed. */
+	fuse_reply_entry(req, &e);
+}
+
+/* Size changes (an O_TRUNC open without atomic truncation, `: > file`)
+ * and times are accepted and forgotten, so that shells can write requests;
+ * the owner and mode are fixed. */
+static void control_setattr(struct passthrough *pt, fuse_req_t req, int valid)
+{
+	struct stat st;
+
+	if (valid & (FUSE_SET_ATTR_MODE | FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID)) {
+		reply_status(req, -EPERM);
+		return;
+	}
+	control_attr(pt, &st);
+	fuse_reply_attr(req, &st, pt->cfg->attr_timeout);
+}
+
+static void control_open_reply(struct passthrough *pt, fuse_req_t req,
+			       struct fuse_file_info *fi)
+{
+	struct control_handle *h;
+	int rc = control_open(pt->control, &h);
+
+	if (rc < 0) {
+		reply_status(req, rc);
+		return;
+	}
+	fi->fh = (uintptr_t)h;
+	/* Every read must reach control_read(): nothing may be cached. */
+	fi->direct_io = 1;
+	fi->keep_cache = 0;
+	fi->noflush = 1;
+	if (fuse_reply_open(req, fi) == -ENOENT)
+		control_release(h);
+}
+
+static void control_read_reply(struct passthrough *pt, fuse_req_t req, size_t size,
+			       off_t off, struct fuse_file_info *fi)
+{
+	char *buf = malloc(size ? size : 1);
+	ssize_t n;
+
+	if (!buf) {
+		reply_status(req, -ENOMEM);
+		return;
+	}
+	n = control_read(pt->control, control_handle_of(fi), buf, size, off);
+	if (n < 0)
+		reply_status(req, (int)n);
+	else
+		fuse_reply_buf(req, buf, (size_t)n);
+	free(buf);
+}
+
+/* Each write is one request, at whatever offset. Only the first
+ * CONTROL_MAX_REQUEST + 1 bytes are copied in: more than that is refused
+ * anyway. A request taken is acknowledged in full. */
+static void control_write_reply(struct passthrough *pt, fuse_req_t req,
+				struct fuse_bufvec *in_buf, struct fuse_file_info *fi)
+{
+	size_t total = fuse_buf_size(in_buf);
+	char buf[CONTROL_MAX_REQUEST + 1];
+	struct fuse_bufvec mem = FUSE_BUFVEC_INIT(total < sizeof(buf) ? total : sizeof(buf));
+	ssize_t n;
+	int rc;
+
+	if (total == 0) {
+		fuse_reply_write(req, 0);
+		return;
+	}
+	mem.buf[0].mem = buf;
+	n = fuse_buf_copy(&mem, in_buf, 0);
+	if (n < 0) {
+		reply_status(req, (int)n);
+		return;
+	}
+	rc = control_write(pt->control, control_handle_of(fi), buf, (size_t)n,
+			   fuse_req_ctx(req)->uid);
+	if (rc < 0)
+		reply_status(req, rc);
+	else
+		fuse_reply_write(req, total);
+}
+
+/* The lock table's keys back to paths, for the control's replies. */
+static int control_path(void *arg, lt_file_t file, char *buf, size_t len)
+{
+	struct passthrough *pt = arg;
+
+	return inode_key_path(pt->inodes, file, buf, len);
+}
+
 /* ---- lookup, forget, getattr -------------------------------------------- */
 
 /* The inode table frees an entry: its source inode may now be freed and its
@@ -414,11 +555,16 @@ static void forget_key(void *arg, struct inode *in)
 static void pt_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
 	struct passthrough *pt = pt_of(req);
-	struct inode *dir = inode_get(pt->inodes, parent), *in = NULL;
+	struct inode *dir, *in = NULL;
 	struct fuse_entry_param e;
 	struct creds c;
 	int rc = -ESTALE;
 
+	if (is_control_name(parent, name)) {
+		control_reply_entry(pt, req);
+		return;
+	}
+	dir = inode_get(pt->inodes, parent);
 	if (dir) {
 		const struct creds *prev;
 
@@ -436,7 +582,8 @@ static void pt_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 
 static void pt_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup)
 {
-	inode_forget(pt_of(req)->inodes, ino, nlookup);
+	if (ino != INODE_CONTROL_ID)
+		inode_forget(pt_of(req)->inodes, ino, nlookup);
 	fuse_reply_none(req);
 }
 
@@ -445,18 +592,25 @@ static void pt_forget_multi(fuse_req_t req, size_t count, struct fuse_forget_dat
 	struct passthrough *pt = pt_of(req);
 
 	for (size_t i = 0; i < count; i++)
-		inode_forget(pt->inodes, forgets[i].ino, forgets[i].nlookup);
+		if (forgets[i].ino != INODE_CONTROL_ID)
+			inode_forget(pt->inodes, forgets[i].ino, forgets[i].nlookup);
 	fuse_reply_none(req);
 }
 
 static void pt_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct passthrough *pt = pt_of(req);
-	struct inode *in = inode_get(pt->inodes, ino);
+	struct inode *in;
 	struct stat st;
 	int rc = -ESTALE;
 
 	(void)fi;
+	if (ino == INODE_CONTROL_ID) {
+		control_attr(pt, &st);
+		fuse_reply_attr(req, &st, pt->cfg->attr_timeout);
+		return;
+	}
+	in = inode_get(pt->inodes, ino);
 	if (in) {
 		rc = rc_errno(fstat(in->fd, &st));
 		inode_put(pt->inodes, in);
@@ -733,11 +887,16 @@ static bool prepare_lock(struct open_op *op, fuse_req_t req, const struct lock_p
 static void pt_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct passthrough *pt = pt_of(req);
-	struct inode *in = inode_get(pt->inodes, ino);
+	struct inode *in;
 	struct open_op *op;
 	enum open_class cls = OPEN_NOLOCK;
 	struct lock_params lp;
 
+	if (ino == INODE_CONTROL_ID) {
+		control_open_reply(pt, req, fi);
+		return;
+	}
+	in = inode_get(pt->inodes, ino);
 	if (!in) {
 		reply_status(req, -ESTALE);
 		return;
@@ -864,7 +1023,7 @@ static void pt_create(fuse_req_t req, fuse_ino_t parent, const char *name,
 		      mode_t mode, struct fuse_file_info *fi)
 {
 	struct passthrough *pt = pt_of(req);
-	struct inode *dir = inode_get(pt->inodes, parent), *in = NULL;
+	struct inode *dir, *in = NULL;
 	const struct creds *prev;
 	struct open_op *op = NULL;
 	struct lock_params lp;
@@ -872,6 +1031,11 @@ static void pt_create(fuse_req_t req, fuse_ino_t parent, const char *name,
 	struct stat st;
 	int fd = -1, rc, flags;
 
+	if (is_control_name(parent, name)) {
+		reply_status(req, -EEXIST);
+		return;
+	}
+	dir = inode_get(pt->inodes, parent);
 	if (!dir) {
 		reply_status(req, -ESTALE);
 		return;
@@ -1074,7 +1238,10 @@ static void pt_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	struct handle *h = handle_of(fi);
 	uint64_t po;
 
-	(void)ino;
+	if (ino == INODE_CONTROL_ID) {
+		reply_status(req, 0);
+		return;
+	}
 	if (__atomic_load_n(&h->locked, __ATOMIC_ACQUIRE) &&
 	    same_process(h, fuse_req_ctx(req)->pid) &&
 	    !process_has_fd_on(pt, h->tgid, h->inode->ino) &&
@@ -1100,8 +1267,10 @@ static void pt_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 
 static void pt_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
-	(void)ino;
-	handle_close(pt_of(req), handle_of(fi), true);
+	if (ino == INODE_CONTROL_ID)
+		control_release(control_handle_of(fi));
+	else
+		handle_close(pt_of(req), handle_of(fi), true);
 	reply_status(req, 0);
 }
 
@@ -1112,7 +1281,10 @@ static void pt_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 {
 	struct fuse_bufvec buf = FUSE_BUFVEC_INIT(size);
 
-	(void)ino;
+	if (ino == INODE_CONTROL_ID) {
+		control_read_reply(pt_of(req), req, size, off, fi);
+		return;
+	}
 	buf.buf[0].flags = FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK;
 	buf.buf[0].fd = handle_of(fi)->fd;
 	buf.buf[0].pos = off;
@@ -1136,7 +1308,10 @@ static void pt_write_buf(fuse_req_t req, fuse_ino_t ino, struct fuse_bufvec *in_
 	struct creds c;
 	ssize_t n;
 
-	(void)ino;
+	if (ino == INODE_CONTROL_ID) {
+		control_write_reply(pt, req, in_buf, fi);
+		return;
+	}
 	out.buf[0].flags = FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK;
 	out.buf[0].fd = h->fd;
 	out.buf[0].pos = off;
@@ -1161,9 +1336,14 @@ static void pt_write_buf(fuse_req_t req, fuse_ino_t ino, struct fuse_bufvec *in_
 
 static void pt_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi)
 {
-	int fd = handle_of(fi)->fd;
+	int fd;
 
-	(void)ino;
+	/* Nothing of the control file is ever stored. */
+	if (ino == INODE_CONTROL_ID) {
+		reply_status(req, 0);
+		return;
+	}
+	fd = handle_of(fi)->fd;
 	reply_status(req, rc_errno(datasync ? fdatasync(fd) : fsync(fd)));
 }
 
@@ -1173,7 +1353,10 @@ static void pt_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t offset,
 	struct handle *h = handle_of(fi);
 	int rc;
 
-	(void)ino;
+	if (ino == INODE_CONTROL_ID) {
+		reply_status(req, -EOPNOTSUPP);
+		return;
+	}
 	rc = rc_errno(fallocate(h->fd, mode, offset, length));
 	if (rc == 0)
 		mark_wrote(h);
@@ -1188,8 +1371,11 @@ static void pt_copy_file_range(fuse_req_t req, fuse_ino_t ino_in, off_t off_in,
 	struct handle *hi = handle_of(fi_in), *ho = handle_of(fi_out);
 	ssize_t n;
 
-	(void)ino_in;
-	(void)ino_out;
+	/* The kernel copies through read and write instead. */
+	if (ino_in == INODE_CONTROL_ID || ino_out == INODE_CONTROL_ID) {
+		reply_status(req, -EOPNOTSUPP);
+		return;
+	}
 	n = copy_file_range(hi->fd, &off_in, ho->fd, &off_out, len, (unsigned)flags);
 	if (n < 0) {
 		reply_status(req, -errno);
@@ -1204,7 +1390,12 @@ static void pt_lseek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence,
 {
 	off_t r;
 
-	(void)ino;
+	/* Only SEEK_DATA and SEEK_HOLE come here: the control file is empty
+	 * to stat, so there is no data to find. */
+	if (ino == INODE_CONTROL_ID) {
+		reply_status(req, -ENXIO);
+		return;
+	}
 	r = lseek(handle_of(fi)->fd, off, whence);
 	if (r < 0)
 		reply_status(req, -errno);
@@ -1512,8 +1703,14 @@ static bool stat_name(struct barrier_op *b, struct inode *dir, const char *name,
 static void pt_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
 	struct passthrough *pt = pt_of(req);
-	struct barrier_op *b = barrier_new(pt, req, BAR_UNLINK);
+	struct barrier_op *b;
 
+	/* Like a mount point: in use by the system, not removable. */
+	if (is_control_name(parent, name)) {
+		reply_status(req, -EBUSY);
+		return;
+	}
+	b = barrier_new(pt, req, BAR_UNLINK);
 	if (!b) {
 		reply_status(req, -ENOMEM);
 		return;
@@ -1535,9 +1732,14 @@ static void pt_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
 		      fuse_ino_t newparent, const char *newname, unsigned int flags)
 {
 	struct passthrough *pt = pt_of(req);
-	struct barrier_op *b = barrier_new(pt, req, BAR_RENAME);
+	struct barrier_op *b;
 	bool exchange = flags & RENAME_EXCHANGE;
 
+	if (is_control_name(parent, name) || is_control_name(newparent, newname)) {
+		reply_status(req, -EBUSY);
+		return;
+	}
+	b = barrier_new(pt, req, BAR_RENAME);
 	if (!b) {
 		reply_status(req, -ENOMEM);
 		return;
@@ -1571,9 +1773,14 @@ static void pt_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int va
 		       struct fuse_file_info *fi)
 {
 	struct passthrough *pt = pt_of(req);
-	struct barrier_op *b = barrier_new(pt, req, BAR_SETATTR);
+	struct barrier_op *b;
 	struct lock_params lp;
 
+	if (ino == INODE_CONTROL_ID) {
+		control_setattr(pt, req, valid);
+		return;
+	}
+	b = barrier_new(pt, req, BAR_SETATTR);
 	if (!b) {
 		reply_status(req, -ENOMEM);
 		return;
@@ -1630,11 +1837,16 @@ static void node_op(fuse_req_t req, fuse_ino_t parent, const char *name,
 		    enum node_kind kind, mode_t mode, dev_t rdev, const char *link)
 {
 	struct passthrough *pt = pt_of(req);
-	struct inode *dir = inode_get(pt->inodes, parent), *in = NULL;
+	struct inode *dir, *in = NULL;
 	struct fuse_entry_param e;
 	struct creds c;
 	int rc = -ESTALE;
 
+	if (is_control_name(parent, name)) {
+		reply_status(req, -EEXIST);
+		return;
+	}
+	dir = inode_get(pt->inodes, parent);
 	if (dir) {
 		const struct creds *prev;
 
@@ -1689,12 +1901,18 @@ static int do_link(struct passthrough *pt, struct inode *in, struct inode *dir,
 static void pt_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char *newname)
 {
 	struct passthrough *pt = pt_of(req);
-	struct inode *in = inode_get(pt->inodes, ino);
-	struct inode *dir = inode_get(pt->inodes, newparent), *out = NULL;
+	struct inode *in, *dir, *out = NULL;
 	struct fuse_entry_param e;
 	struct creds c;
 	int rc = -ESTALE;
 
+	/* The control file exists only under its own name. */
+	if (ino == INODE_CONTROL_ID || is_control_name(newparent, newname)) {
+		reply_status(req, ino == INODE_CONTROL_ID ? -EPERM : -EEXIST);
+		return;
+	}
+	in = inode_get(pt->inodes, ino);
+	dir = inode_get(pt->inodes, newparent);
 	if (in && dir) {
 		const struct creds *prev;
 
@@ -1712,10 +1930,15 @@ static void pt_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const 
 static void pt_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
 	struct passthrough *pt = pt_of(req);
-	struct inode *dir = inode_get(pt->inodes, parent);
+	struct inode *dir;
 	struct creds c;
 	int rc = -ESTALE;
 
+	if (is_control_name(parent, name)) {
+		reply_status(req, -ENOTDIR);
+		return;
+	}
+	dir = inode_get(pt->inodes, parent);
 	if (dir) {
 		const struct creds *prev;
 
@@ -1897,6 +2120,14 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 			}
 		}
 		de = d->entry;
+		/* A source file of that name is shadowed by the control file,
+		 * which no listing shows (a readdirplus entry would even
+		 * replace it in the kernel's cache). */
+		if (ino == INODE_ROOT_ID && strcmp(de->d_name, CONTROL_NAME) == 0) {
+			d->offset = de->d_off;
+			d->entry = NULL;
+			continue;
+		}
 		if (plus) {
 			struct fuse_entry_param e;
 			struct inode *in = NULL;
@@ -1993,7 +2224,8 @@ static void pt_fsyncdir(fuse_req_t req, fuse_ino_t ino, int datasync,
 static void pt_statfs(fuse_req_t req, fuse_ino_t ino)
 {
 	struct passthrough *pt = pt_of(req);
-	struct inode *in = inode_get(pt->inodes, ino);
+	/* The control file lives on the mount's file system, the root's. */
+	struct inode *in = inode_get(pt->inodes, ino == INODE_CONTROL_ID ? INODE_ROOT_ID : ino);
 	struct statvfs sv;
 	int rc = -ESTALE;
 
@@ -2015,11 +2247,23 @@ static void xattr_op(fuse_req_t req, fuse_ino_t ino, enum xattr_op op, const cha
 		     const char *value, size_t size, int flags)
 {
 	struct passthrough *pt = pt_of(req);
-	struct inode *in = inode_get(pt->inodes, ino);
+	struct inode *in;
 	char *buf = NULL;
 	ssize_t n = -ESTALE;
 	struct creds c;
 
+	/* The control file has no extended attributes and takes none. Not
+	 * ENOSYS: the kernel would stop asking for every file. */
+	if (ino == INODE_CONTROL_ID) {
+		if (op == XA_LIST && size == 0)
+			fuse_reply_xattr(req, 0);
+		else if (op == XA_LIST)
+			fuse_reply_buf(req, NULL, 0);
+		else
+			reply_status(req, op == XA_SET ? -ENOTSUP : -ENODATA);
+		return;
+	}
+	in = inode_get(pt->inodes, ino);
 	if (in) {
 		struct fdpath p = fdpath(in->fd);
 		const struct creds *prev;
@@ -2089,10 +2333,15 @@ static void pt_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
 static void pt_access(fuse_req_t req, fuse_ino_t ino, int mask)
 {
 	struct passthrough *pt = pt_of(req);
-	struct inode *in = inode_get(pt->inodes, ino);
+	struct inode *in;
 	struct creds c;
 	int rc = -ESTALE;
 
+	if (ino == INODE_CONTROL_ID) {
+		reply_status(req, (mask & X_OK) ? -EACCES : 0);
+		return;
+	}
+	in = inode_get(pt->inodes, ino);
 	if (in) {
 		const struct creds *prev;
 
@@ -2140,7 +2389,12 @@ static void pt_getlk(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi,
 {
 	struct flock fl = *lock;
 
-	(void)ino;
+	if (ino == INODE_CONTROL_ID) {
+		/* No lock is ever taken on it (see pt_setlk). */
+		fl.l_type = F_UNLCK;
+		fuse_reply_lock(req, &fl);
+		return;
+	}
 	fl.l_pid = 0; /* required by F_OFD_* */
 	if (fcntl(handle_of(fi)->fd, F_OFD_GETLK, &fl) < 0) {
 		reply_status(req, -errno);
@@ -2292,7 +2546,12 @@ static void pt_setlk(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi,
 	struct handle *h = handle_of(fi);
 	struct flock fl = *lock;
 
-	(void)ino;
+	/* Locking the control file would serialize nothing: each handle has
+	 * its own reply. Unlocks (sent at close) succeed. */
+	if (ino == INODE_CONTROL_ID) {
+		reply_status(req, fl.l_type == F_UNLCK ? 0 : -ENOLCK);
+		return;
+	}
 	fl.l_pid = 0;
 	if (sleep && fl.l_type != F_UNLCK) {
 		start_blocking(req, h, false, 0, &fl, fi->lock_owner);
@@ -2311,7 +2570,10 @@ static void pt_flock(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi, 
 {
 	struct handle *h = handle_of(fi);
 
-	(void)ino;
+	if (ino == INODE_CONTROL_ID) {
+		reply_status(req, (op & LOCK_UN) ? 0 : -ENOLCK);
+		return;
+	}
 	if (!(op & LOCK_NB) && !(op & LOCK_UN)) {
 		start_blocking(req, h, true, op, NULL, 0);
 		return;
@@ -2455,7 +2717,14 @@ int passthrough_new(struct passthrough **out, const struct lockfs_config *cfg,
 	}
 	pt->ngroups = n < 0 ? 0 : n;
 	pthread_mutex_init(&pt->handles_mu, NULL);
-	rc = inode_table_new(&pt->inodes, cfg->source_fd, cfg->policy != NULL);
+	clock_gettime(CLOCK_REALTIME, &pt->control_time);
+	/* Names always: policy rules match paths, and lockstat shows them. */
+	rc = inode_table_new(&pt->inodes, cfg->source_fd, true);
+	if (rc == 0) {
+		rc = control_new(&pt->control, locking, control_path, pt, cfg);
+		if (rc < 0)
+			inode_table_free(pt->inodes);
+	}
 	if (rc < 0) {
 		pthread_mutex_destroy(&pt->handles_mu);
 		free(pt->groups);
@@ -2478,6 +2747,7 @@ void passthrough_free(struct passthrough *pt)
 	if (!pt)
 		return;
 	close_all_handles(pt);
+	control_free(pt->control);
 	inode_table_free(pt->inodes);
 	if (pt->proc_fd >= 0)
 		close(pt->proc_fd);

@@ -48,8 +48,10 @@ static void setup(void)
 	static struct lk_wait w[3];
 	lt_owner_t me;
 
+	cfg.mountpoint = "/mnt/fuzz";
+	cfg.source = "/src/fu\tzz";
 	if (locking_new(&lk, &cfg) != 0 ||
-	    control_new(&ctl, lk, path_of, NULL, "/mnt/fuzz", "/src/fu\tzz") != 0 ||
+	    control_new(&ctl, lk, path_of, NULL, &cfg) != 0 ||
 	    owner_lookup(locking_owners(lk), gettid(), &me) != 0)
 		abort();
 	for (int i = 0; i < 3; i++) {
