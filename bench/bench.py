@@ -1,0 +1,1019 @@
+#!/usr/bin/python3
+"""The lockfs benchmark driver (run it through bench/run, which builds the
+binaries, prepares a scratch directory and always cleans up).
+
+    bench.py --work DIR --bin DIR --lockfs PATH [--quick] [--only LIST]
+
+Every workload is measured against a baseline in the same run: the runs of
+the variants being compared are interleaved (one run of each, then the next
+round), so a slow spell of a shared machine hits all of them alike, and each
+ratio is taken within one round. Results go to bench/out/results.json;
+report.py turns them into docs/benchmarks.md.
+"""
+import argparse
+import datetime
+import json
+import os
+import re
+import resource
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+import traceback
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+PY = "/usr/bin/python3"
+LEASE_S = 0.25          # lockfs's default lease; see settle()
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+WORKLOADS = ["counter", "handoff", "meta", "fio", "grep", "hold", "waiters",
+             "requests", "profile"]
+TARGETS = ["plain", "pll", "lockfs-none", "lockfs"]
+
+
+class Bench:
+    def __init__(self, args):
+        self.args = args
+        self.work = os.path.abspath(args.work)
+        self.bin = os.path.abspath(args.bin)
+        self.lockfs = os.path.abspath(args.lockfs)
+        self.pll = os.path.join(self.bin, "passthrough_ll")
+        self.quick = args.quick
+        self.runs = 3 if args.quick else 5
+        self.daemons = []
+        self.commands = {}
+        self.results_path = args.results
+        self.results = {}
+        if args.merge and os.path.exists(self.results_path):
+            with open(self.results_path) as f:
+                self.results = json.load(f)
+        self.run_id = datetime.datetime.now().strftime("%Y-%m-%dT%H:%M:%S")
+        self.logdir = os.path.join(self.work, "logs")
+        os.makedirs(self.logdir, exist_ok=True)
+        self.policy_none = os.path.join(self.work, "none.policy")
+        with open(self.policy_none, "w") as f:
+            f.write("# every file passes through without a lock\n** none\n")
+
+    # ---- bookkeeping -----------------------------------------------------
+
+    def note_cmd(self, key, argv):
+        """Remembers a command line for the report's reproduction section,
+        with the scratch paths replaced by placeholders."""
+        text = " ".join(str(a) for a in argv)
+        text = text.replace(self.work, "$WORK").replace(self.bin, "bench/out")
+        text = text.replace(ROOT + "/", "")
+        self.commands.setdefault(key, text)
+
+    def log(self, msg):
+        print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+    def save(self):
+        self.results.setdefault("commands", {}).update(self.commands)
+        tmp = self.results_path + ".tmp"
+        with open(tmp, "w") as f:
+            json.dump(self.results, f, indent=1, sort_keys=True)
+        os.replace(tmp, self.results_path)
+
+    def section(self, name, data):
+        data["run_id"] = self.run_id
+        data["quick"] = self.quick
+        self.results[name] = data
+        self.save()
+
+    # ---- daemons ---------------------------------------------------------
+
+    def register(self, kind, value):
+        # bench/run's EXIT trap reads these lists, so that a crash of this
+        # driver still unmounts and stops exactly what it started.
+        with open(os.path.join(self.work, kind), "a") as f:
+            f.write(f"{value}\n")
+
+    def mount(self, kind, src, mnt, debug=False, extra=()):
+        os.makedirs(src, exist_ok=True)
+        os.makedirs(mnt, exist_ok=True)
+        if is_mounted(mnt):
+            raise RuntimeError(f"{mnt} is already a mount point")
+        if kind == "pll":
+            argv = [self.pll, "-f"] + (["-d"] if debug else []) + ["-o", f"source={src}", mnt]
+        elif kind in ("lockfs", "lockfs-none"):
+            argv = [self.lockfs, src, mnt, "-f"]
+            if kind == "lockfs-none":
+                argv += ["-o", f"policy={self.policy_none}"]
+            if debug:
+                argv += ["-o", "fuse_debug"]
+        else:
+            raise ValueError(kind)
+        argv += list(extra)
+        self.note_cmd(f"mount {kind}{' (debug)' if debug else ''}", argv)
+        logpath = os.path.join(self.logdir, f"{os.path.basename(mnt)}.{len(self.daemons)}.log")
+        logf = open(logpath, "w")
+        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=logf,
+                                stderr=subprocess.STDOUT, cwd="/")
+        logf.close()
+        self.register("pids", proc.pid)
+        self.register("mounts", mnt)
+        d = Daemon(kind, src, mnt, proc, logpath)
+        self.daemons.append(d)
+        deadline = time.monotonic() + 15
+        while not is_mounted(mnt):
+            if proc.poll() is not None:
+                self.daemons.remove(d)
+                raise RuntimeError(f"{kind} exited with {proc.returncode} before mounting: "
+                                   + open(logpath).read()[-2000:])
+            if time.monotonic() > deadline:
+                self.unmount(d)
+                raise RuntimeError(f"{kind} did not mount {mnt}")
+            time.sleep(0.02)
+        # The first request waits for INIT; make sure it is done.
+        os.stat(mnt)
+        return d
+
+    def unmount(self, d):
+        for attempt in range(50):
+            if not is_mounted(d.mnt):
+                break
+            r = subprocess.run(["fusermount3", "-u", d.mnt], capture_output=True, text=True)
+            if r.returncode == 0:
+                break
+            time.sleep(0.1)
+        else:
+            subprocess.run(["fusermount3", "-uz", d.mnt], capture_output=True)
+        try:
+            d.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            d.proc.send_signal(signal.SIGTERM)
+            try:
+                d.proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                d.proc.kill()
+                d.proc.wait()
+        if d in self.daemons:
+            self.daemons.remove(d)
+
+    def unmount_all(self):
+        for d in list(self.daemons):
+            try:
+                self.unmount(d)
+            except Exception as e:          # keep going: unmount the rest
+                print(f"unmount {d.mnt}: {e}", file=sys.stderr)
+
+    def settle(self):
+        """Waits out any lease left behind by a previous command. A reader
+        that exits hands its lease to its parent, this driver, for the
+        rest of the lease; the next timed run must not start by waiting
+        for it (and the same pause is taken before every target's run)."""
+        time.sleep(LEASE_S + 0.05)
+
+    # ---- the four targets ------------------------------------------------
+
+    def setup_targets(self, prepare):
+        """Creates one source directory per target, fills each with
+        prepare(src), and mounts the three FUSE targets. Returns
+        {target: (dir to work in, source dir, daemon or None)}."""
+        t = {}
+        for name in TARGETS:
+            src = os.path.join(self.work, f"{name}-src")
+            shutil.rmtree(src, ignore_errors=True)
+            os.makedirs(src)
+            prepare(src)
+        t["plain"] = (os.path.join(self.work, "plain-src"), os.path.join(self.work, "plain-src"), None)
+        for name in TARGETS[1:]:
+            src = os.path.join(self.work, f"{name}-src")
+            mnt = os.path.join(self.work, f"{name}-mnt")
+            d = self.mount(name, src, mnt)
+            t[name] = (mnt, src, d)
+        return t
+
+    def teardown_targets(self, t):
+        for name, (_, src, d) in t.items():
+            if d:
+                self.unmount(d)
+        for name in t:
+            shutil.rmtree(os.path.join(self.work, f"{name}-src"), ignore_errors=True)
+
+    # ---- 1. counter ------------------------------------------------------
+
+    def counter_once(self, variant, dirpath, srcpath, n, iters):
+        with open(os.path.join(srcpath, "c"), "w") as f:
+            f.write("0")
+        self.settle()
+        r, w = os.pipe()
+        argv = [PY, os.path.join(HERE, "counter.py"), variant, os.path.join(dirpath, "c"), str(iters)]
+        self.note_cmd(f"counter {variant}", argv)
+        procs = [subprocess.Popen(argv, stdin=r, stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, text=True, cwd=self.work)
+                 for _ in range(n)]
+        os.close(r)
+        for p in procs:
+            line = p.stdout.readline()
+            if line.strip() != "ready":
+                os.close(w)
+                raise RuntimeError(f"counter worker failed: {line} {p.stderr.read()}")
+        os.close(w)
+        starts, ends, torn = [], [], 0
+        for p in procs:
+            out, err = p.communicate()
+            if p.returncode != 0:
+                raise RuntimeError(f"counter worker exited {p.returncode}: {err}")
+            s, e, t = out.split()
+            starts.append(float(s))
+            ends.append(float(e))
+            torn += int(t)
+        with open(os.path.join(srcpath, "c")) as f:
+            text = f.read()
+        try:
+            final = int(text)
+        except ValueError:
+            final = None
+        done = n * iters - torn
+        wall = max(ends) - min(starts)
+        return {"rate": done / wall, "wall": wall, "final": final, "attempted": n * iters,
+                "done": done, "torn": torn,
+                "lost": (done - final) if final is not None else None}
+
+    def bench_counter(self):
+        total = 400 if self.quick else 2000
+        ns = [1, 2, 4, 10]
+        variants = {"lockfs": "bare", "plain": "bare", "filelock": "filelock",
+                    "portalocker": "portalocker"}
+
+        def prep(src):
+            pass
+        t = self.setup_targets(prep)
+        res = {v: {str(n): [] for n in ns} for v in variants}
+        try:
+            for rep in range(self.runs):
+                for n in ns:
+                    iters = total // n
+                    for v in rotated(variants, rep):
+                        script = variants[v]
+                        target = "lockfs" if v == "lockfs" else "plain"
+                        d, src, _ = t[target]
+                        r = self.counter_once(script, d, src, n, iters)
+                        res[v][str(n)].append(r)
+                        self.log(f"counter rep {rep + 1} N={n} {v}: {r['rate']:.0f}/s "
+                                 f"final {r['final']} of {r['done']} torn {r['torn']}")
+        finally:
+            self.teardown_targets(t)
+        self.section("counter", {"total": total, "ns": ns, "runs": res})
+
+    # ---- 2. handoff ------------------------------------------------------
+
+    def bench_handoff(self):
+        want = 300 if self.quick else 2000
+        t = self.setup_targets(lambda src: None)
+        res = {"lockfs": [], "flock": []}
+        try:
+            for rep in range(self.runs):
+                for mode, target in rotated((("lockfs", "lockfs"), ("flock", "plain")), rep):
+                    d = t[target][0]
+                    self.settle()
+                    argv = [os.path.join(self.bin, "handoff"), "-n", str(want),
+                            "open" if mode == "lockfs" else "flock",
+                            os.path.join(d, "handoff.dat")]
+                    self.note_cmd(f"handoff {mode}", argv)
+                    r = kv(run_out(argv))
+                    res[mode].append(r)
+                    self.log(f"handoff rep {rep + 1} {mode}: p50 {r['p50'] / 1000:.1f} us "
+                             f"p99 {r['p99'] / 1000:.1f} us ({r['handoffs']} handoffs, "
+                             f"{r['again']} re-acquired)")
+        finally:
+            self.teardown_targets(t)
+        self.section("handoff", {"handoffs_per_run": want, "runs": res})
+
+    # ---- 3. metadata -----------------------------------------------------
+
+    def bench_meta(self):
+        secs = 0.4 if self.quick else 1.0
+        ops = ["openclose", "trunc", "stat"]
+        t = self.setup_targets(lambda src: None)
+        res = {op: {tg: [] for tg in TARGETS} for op in ops}
+        try:
+            for rep in range(self.runs):
+                for op in ops:
+                    for tg in rotated(TARGETS, rep):
+                        d, _, daemon = t[tg]
+                        self.settle()
+                        argv = [os.path.join(self.bin, "metarate"), "-t", str(secs), d, op]
+                        self.note_cmd(f"meta {op}", argv)
+                        cpu0 = daemon.cpu_ticks() if daemon else None
+                        r = kv(run_out(argv))
+                        if daemon:
+                            r["daemon_cpu_us"] = ((daemon.cpu_ticks() - cpu0) / CLK_TCK * 1e6
+                                                  / r["ops"])
+                        res[op][tg].append(r)
+                    self.log(f"meta rep {rep + 1} {op}: " + ", ".join(
+                        f"{tg} {res[op][tg][-1]['rate']:.0f}/s" for tg in TARGETS))
+        finally:
+            self.teardown_targets(t)
+        self.section("meta", {"secs": secs, "ops": ops, "runs": res})
+
+    # ---- 4. fio ----------------------------------------------------------
+
+    def fio(self, key, directory, name, extra):
+        argv = ["fio", "--name=" + name, "--directory=" + directory, "--ioengine=psync",
+                "--direct=0", "--fallocate=none", "--output-format=json"] + extra
+        self.note_cmd(key, argv)
+        out = run_out(argv)
+        job = json.loads(out[out.index("{"):])["jobs"][0]
+        return job
+
+    def prefault(self, size):
+        """Writes and deletes a scratch file of `size` in the scratch
+        directory, untimed. On this VM, page cache memory that was freed a
+        while ago (drop_caches, deleted files) is slow to touch again: the
+        first large write after it runs up to ten times slower, whichever
+        target it goes to. Writing once first hands the next write memory
+        that is ready, so the timed write measures the target."""
+        self.fio("fio prefault", self.work, "prefault",
+                 ["--rw=write", "--bs=1M", f"--size={size}", "--filename=prefault.dat"])
+        os.unlink(os.path.join(self.work, "prefault.dat"))
+
+    def bench_fio(self):
+        seq = "128M" if self.quick else "1G"
+        rsize = "64M" if self.quick else "256M"
+        rio = "16M" if self.quick else "64M"
+        can_drop = os.access("/proc/sys/vm/drop_caches", os.W_OK)
+
+        def prep(src):
+            with open(os.path.join(src, "rand.dat"), "wb") as f:
+                block = bytes(range(256)) * 4096
+                for _ in range(parse_size(rsize) // len(block)):
+                    f.write(block)
+        t = self.setup_targets(prep)
+        jobs = ["seqwrite", "seqread_warm", "seqread_cold", "randread_warm"]
+        res = {j: {tg: [] for tg in TARGETS} for j in jobs}
+        try:
+            for rep in range(self.runs):
+                order = rotated(TARGETS, rep)
+                # One phase at a time, so that each write follows the same
+                # kind of step for every target (the page cache state left
+                # by the step before changes write rates a lot here).
+                for tg in order:
+                    d = t[tg][0]
+                    path = os.path.join(d, "seq.dat")
+                    if os.path.exists(path):
+                        os.unlink(path)
+                    sync()
+                    # Twice the size: a write through FUSE fills the mount's page
+                    # cache and the source's.
+                    self.prefault(f"{2 * parse_size(seq) // 2**20}M")
+                    self.settle()
+                    j = self.fio("fio seqwrite", d, "seqwrite",
+                                 ["--rw=write", "--bs=1M", f"--size={seq}", "--filename=seq.dat"])
+                    res["seqwrite"][tg].append(j["write"]["bw_bytes"] / 2**20)
+                    sync()
+                for tg in order:
+                    # Warm: the file was just written and is read once more
+                    # untimed, so every cache on the way holds it.
+                    d = t[tg][0]
+                    read_file(os.path.join(d, "seq.dat"))
+                    self.settle()
+                    j = self.fio("fio seqread warm", d, "seqread",
+                                 ["--rw=read", "--bs=1M", f"--size={seq}", "--invalidate=0",
+                                  "--filename=seq.dat"])
+                    res["seqread_warm"][tg].append(j["read"]["bw_bytes"] / 2**20)
+                for tg in order:
+                    d = t[tg][0]
+                    read_file(os.path.join(d, "rand.dat"))
+                    self.settle()
+                    j = self.fio("fio randread warm", d, "randread",
+                                 ["--rw=randread", "--bs=4k", f"--size={rsize}", "--invalidate=0",
+                                  f"--io_size={rio}", "--randrepeat=1", "--filename=rand.dat"])
+                    res["randread_warm"][tg].append(j["read"]["iops"])
+                for tg in order if can_drop else []:
+                    d = t[tg][0]
+                    drop_caches()
+                    self.settle()
+                    j = self.fio("fio seqread cold", d, "seqread",
+                                 ["--rw=read", "--bs=1M", f"--size={seq}", "--filename=seq.dat"])
+                    res["seqread_cold"][tg].append(j["read"]["bw_bytes"] / 2**20)
+                self.log(f"fio rep {rep + 1}: " + "; ".join(
+                    f"{jb} " + ", ".join(f"{tg} {res[jb][tg][-1]:.0f}" for tg in TARGETS
+                                         if res[jb][tg]) for jb in jobs))
+        finally:
+            self.teardown_targets(t)
+        self.section("fio", {"seq_size": seq, "rand_size": rsize, "rand_io": rio,
+                             "cold": can_drop, "runs": res})
+
+    # ---- 5. readers side by side -----------------------------------------
+
+    GREP_VARIANTS = {
+        # As people type it. GNU grep opens the files it finds while
+        # recursing with O_NONBLOCK (so that a fifo cannot hang it).
+        "plain": [],
+        # The same with blocking opens: what reading every file costs when
+        # the two greps wait for each other instead of skipping.
+        "blocking": ["--devices=read"],
+    }
+
+    def grep_argv(self, d, variant="plain"):
+        return (["grep", "-r", "-F", "-c"] + self.GREP_VARIANTS[variant]
+                + ["needle-that-is-not-there", os.path.join(d, "tree")])
+
+    def greps(self, argv, k, nfiles):
+        """Runs k copies of grep at once; returns the wall time until the
+        last exits and how many files they skipped in all. Their output
+        goes to files: a grep blocked on a full pipe would keep its current
+        file open (and locked) until this driver read the pipe."""
+        outs = []
+        for i in range(k):
+            o = open(os.path.join(self.work, f"grep.{i}.out"), "w+")
+            e = open(os.path.join(self.work, f"grep.{i}.err"), "w+")
+            outs.append((o, e))
+        t0 = time.monotonic()
+        ps = [subprocess.Popen(argv, stdout=o, stderr=e) for o, e in outs]
+        for p in ps:
+            p.wait()
+        wall = time.monotonic() - t0
+        skipped = 0
+        for p, (o, e) in zip(ps, outs):
+            o.seek(0)
+            e.seek(0)
+            skipped += grep_skipped(subprocess.CompletedProcess(argv, p.returncode, o.read(), e.read()),
+                                    nfiles)
+            o.close()
+            e.close()
+        return wall, skipped
+
+    def bench_grep(self):
+        nfiles = 2000
+        t = self.setup_targets(lambda src: make_tree(src, nfiles))
+        res = {tg: {v: {"one": [], "two": [], "skipped_one": [], "skipped_two": []}
+                    for v in self.GREP_VARIANTS} for tg in TARGETS}
+        try:
+            for tg in TARGETS:     # warm every cache once, untimed
+                subprocess.run(self.grep_argv(t[tg][0]), stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+            for rep in range(self.runs):
+                for v in self.GREP_VARIANTS:
+                    for tg in rotated(TARGETS, rep):
+                        argv = self.grep_argv(t[tg][0], v)
+                        self.note_cmd(f"grep ({v})", argv)
+                        r = res[tg][v]
+                        for k, key in ((1, "one"), (2, "two")):
+                            self.settle()
+                            wall, skipped = self.greps(argv, k, nfiles)
+                            r[key].append(wall)
+                            r["skipped_" + key].append(skipped)
+                    self.log(f"grep rep {rep + 1} ({v}): " + ", ".join(
+                        f"{tg} {res[tg][v]['one'][-1] * 1000:.0f}/{res[tg][v]['two'][-1] * 1000:.0f} ms"
+                        + (f" ({res[tg][v]['skipped_two'][-1]} skipped)"
+                           if res[tg][v]['skipped_two'][-1] else "")
+                        for tg in TARGETS))
+        finally:
+            self.teardown_targets(t)
+        self.section("grep", {"files": nfiles, "variants": {k: " ".join(v) for k, v in
+                                                            self.GREP_VARIANTS.items()},
+                              "runs": res})
+
+    # ---- 6a. many files held ---------------------------------------------
+
+    def hold_once(self, kind, src, mnt, count, create, profile=False):
+        d = self.mount(kind, src, mnt)
+        argv = [os.path.join(self.bin, "holdmany")] + (["-c", src] if create else []) + [mnt, str(count)]
+        self.note_cmd(f"hold {kind}", argv)
+        p = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+        r = {"count": count}
+        perf = None
+        try:
+            for step in ("ready", "statted", "opened", "closed"):
+                line = p.stdout.readline().split()
+                if not line or line[0] != step:
+                    raise RuntimeError(f"holdmany on {kind}: expected {step}, got {line}: "
+                                       + p.stderr.read())
+                st = d.status()
+                r[f"rss_kb_{step}"] = st["VmRSS"]
+                r[f"threads_{step}"] = st["Threads"]
+                r[f"fds_{step}"] = d.fd_count()
+                if len(line) > 1:
+                    r[f"secs_{step}"] = float(line[1])
+                if perf:
+                    r["close_profile"] = self.perf_stop(perf, d)
+                    perf = None
+                if profile and step == "opened":
+                    perf = self.perf_start(d, "hold-close")
+                p.stdin.write("\n")
+                p.stdin.flush()
+            p.wait(timeout=120)
+            if p.returncode != 0:
+                raise RuntimeError(f"holdmany exited {p.returncode}: {p.stderr.read()}")
+        finally:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+            if perf:
+                perf[0].kill()
+                perf[0].wait()
+            self.unmount(d)
+        return r
+
+    def bench_hold(self):
+        want = 2000 if self.quick else 100000
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        # Each held file costs the daemon two descriptors (its inode's
+        # O_PATH descriptor and the open file), and the holder one.
+        fit = (hard - 300) // 2 // 1000 * 1000
+        count = min(want, fit)
+        src = os.path.join(self.work, "hold-src")
+        mnt = os.path.join(self.work, "hold-mnt")
+        res = {"lockfs": [], "pll": []}
+        create = True
+        try:
+            for rep in range(self.runs):
+                for kind in ("lockfs", "pll"):
+                    # The last round of lockfs also profiles the closes.
+                    r = self.hold_once(kind, src, mnt, count, create,
+                                       profile=kind == "lockfs" and rep == self.runs - 1)
+                    create = False
+                    res[kind].append(r)
+                    self.log(f"hold rep {rep + 1} {kind}: {count} files, RSS "
+                             f"{r['rss_kb_ready']} -> {r['rss_kb_opened']} KiB")
+        finally:
+            shutil.rmtree(src, ignore_errors=True)
+        self.section("hold", {"wanted": want, "count": count, "nofile_hard": hard,
+                              "runs": res})
+
+    # ---- 6b. many waiters ------------------------------------------------
+
+    def bench_waiters(self):
+        n = 200 if self.quick else 1000
+        src = os.path.join(self.work, "wait-src")
+        mnt = os.path.join(self.work, "wait-mnt")
+        res = []
+        try:
+            for rep in range(self.runs):
+                d = self.mount("lockfs", src, mnt)
+                try:
+                    argv = [os.path.join(self.bin, "waiters"), "-p", str(d.proc.pid), mnt, str(n)]
+                    self.note_cmd("waiters", argv)
+                    r = kv(run_out(argv, timeout=600))
+                finally:
+                    self.unmount(d)
+                res.append(r)
+                self.log(f"waiters rep {rep + 1}: threads {r['threads_1']} -> {r['threads_n']} "
+                         f"(max {r['threads_max']}), RSS {r['rss_kb_1']} -> {r['rss_kb_n']} KiB, "
+                         f"in order {r['in_order']}/{n}, parked by {r['parked_by']}")
+        finally:
+            shutil.rmtree(src, ignore_errors=True)
+        self.section("waiters", {"n": n, "runs": res})
+
+    # ---- requests per operation ------------------------------------------
+
+    def bench_requests(self):
+        """Counts the FUSE requests each operation sends, from the daemons'
+        request traces: each workload runs twice with different sizes in
+        one debug daemon, and the difference in requests over the
+        difference in operations is the cost of one operation (start-up,
+        warm-up and the first lookups cancel out)."""
+        res = {}
+        for tg in ("pll", "lockfs-none", "lockfs"):
+            src = os.path.join(self.work, f"req-{tg}-src")
+            mnt = os.path.join(self.work, f"req-{tg}-mnt")
+            shutil.rmtree(src, ignore_errors=True)
+            os.makedirs(src)
+            make_tree(src, 2000)
+            with open(os.path.join(src, "rand.dat"), "wb") as f:
+                f.write(bytes(range(256)) * 4096 * 16)     # 16 MiB
+            d = self.mount(tg, src, mnt, debug=True)
+            r = {}
+            try:
+                for op in ("openclose", "trunc", "stat"):
+                    r[op] = self.count_requests(d, lambda n, op=op: self.req_meta(mnt, op, n), 200, 1000)
+                r["counter"] = self.count_requests(d, lambda n: self.req_counter(mnt, src, n), 50, 250)
+                r["seqwrite_MiB"] = self.count_requests(d, lambda n: self.req_fio(mnt, "write", n), 16, 64)
+                r["seqread_warm_MiB"] = self.count_requests(
+                    d, lambda n: self.req_fio(mnt, "read", n), 16, 64,
+                    prep=lambda: read_file(os.path.join(mnt, "req.dat")))
+                r["randread_warm_op"] = self.count_requests(
+                    d, lambda n: self.req_rand(mnt, n), 256, 1280,
+                    prep=lambda: read_file(os.path.join(mnt, "rand.dat")))
+                r["grep_file"] = self.count_requests(d, lambda n: self.req_grep(mnt, n), 100, 2000)
+                if tg == "lockfs":
+                    r["handoff"] = self.count_requests(d, lambda n: self.req_handoff(mnt, n), 100, 500)
+            finally:
+                self.unmount(d)
+                shutil.rmtree(src, ignore_errors=True)
+            res[tg] = r
+            self.log(f"requests {tg}: " + ", ".join(f"{k} {v['total']:.2f}" for k, v in r.items()))
+        self.section("requests", {"per_op": res})
+
+    def count_requests(self, d, fn, small, big, prep=None):
+        counts = []
+        for n in (small, big):
+            if prep:
+                prep()
+            self.settle()
+            d.log_settle()
+            off = os.path.getsize(d.log)
+            ops = fn(n)
+            d.log_settle()
+            with open(d.log, errors="replace") as f:
+                f.seek(off)
+                counts.append((ops, count_opcodes(f.read())))
+        (o1, c1), (o2, c2) = counts
+        by = {k: (c2.get(k, 0) - c1.get(k, 0)) / (o2 - o1) for k in set(c1) | set(c2)}
+        by = {k: v for k, v in by.items() if abs(v) >= 0.005}
+        return {"total": sum(by.values()), "by_op": by}
+
+    def req_meta(self, mnt, op, n):
+        run_out([os.path.join(self.bin, "metarate"), "-n", str(n), "-w", "10", mnt, op])
+        return n
+
+    def req_counter(self, mnt, src, n):
+        with open(os.path.join(src, "c"), "w") as f:
+            f.write("0")
+        p = subprocess.run([PY, os.path.join(HERE, "counter.py"), "bare", os.path.join(mnt, "c"), str(n)],
+                           input="", capture_output=True, text=True, cwd=self.work)
+        if p.returncode != 0:
+            raise RuntimeError(p.stderr)
+        return n
+
+    def req_fio(self, mnt, rw, mib):
+        self.fio("fio requests", mnt, "req", [f"--rw={rw}", "--bs=1M", f"--size={mib}M",
+                                              "--invalidate=0", "--filename=req.dat"])
+        return mib
+
+    def req_rand(self, mnt, n):
+        self.fio("fio requests", mnt, "req", ["--rw=randread", "--bs=4k", "--size=16M",
+                                              "--invalidate=0", f"--io_size={n * 4}k",
+                                              "--filename=rand.dat"])
+        return n
+
+    def req_grep(self, mnt, n):
+        # n = 100: one directory of the tree; n = 2000: all of it.
+        path = os.path.join(mnt, "tree", "d00") if n == 100 else os.path.join(mnt, "tree")
+        subprocess.run(["grep", "-r", "-F", "-c", "needle-that-is-not-there", path],
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        return n
+
+    def req_handoff(self, mnt, n):
+        r = kv(run_out([os.path.join(self.bin, "handoff"), "-n", str(n), "open",
+                        os.path.join(mnt, "handoff.dat")]))
+        return r["acquisitions"]
+
+    # ---- profiling ---------------------------------------------------------
+
+    def bench_profile(self):
+        """perf profiles of lockfs for the workloads behind the targets it
+        misses (or all of them with --profile-all)."""
+        from report import evaluate_targets
+        targets = evaluate_targets({k: v for k, v in self.results.items()
+                                    if not (isinstance(v, dict) and "error" in v)})
+        wanted = [tg["id"] for tg in targets
+                  if self.args.profile_all or tg.get("met") is False]
+        res = {}
+        if not wanted:
+            self.section("profile", {"profiles": res})
+            return
+        t = self.setup_targets(lambda src: make_tree(src, 2000))
+        try:
+            for tid in wanted:
+                works = self.profile_workload(tid, t)
+                if not works:
+                    continue
+                res[tid] = {}
+                for tg, work in works.items():
+                    d = t[tg][2]
+                    stop = threading.Event()
+                    err = []
+
+                    def loop(tg=tg, work=work):
+                        try:
+                            while not stop.is_set():
+                                work(tg)
+                        except Exception as e:      # reported below
+                            err.append(e)
+                    th = threading.Thread(target=loop)
+                    th.start()
+                    time.sleep(0.3)
+                    res[tid][tg] = self.perf(d, tid, tg, 2.0 if self.quick else 4.0)
+                    stop.set()
+                    th.join()
+                    if err:
+                        raise err[0]
+                self.log(f"profiled {tid}")
+        finally:
+            self.teardown_targets(t)
+        self.section("profile", {"profiles": res})
+
+    def profile_workload(self, tid, t):
+        """{target: function running one round of the workload behind
+        target tid}, lockfs and its baseline where the baseline has a
+        daemon to look at."""
+        metarate = os.path.join(self.bin, "metarate")
+        if tid == "counter10":
+            def counter(tg):
+                self.counter_once("bare", t[tg][0], t[tg][1], 10, 20)
+            return {"lockfs": counter}
+        if tid == "openclose":
+            def oc(tg):
+                run_out([metarate, "-t", "0.5", t[tg][0], "openclose"])
+            return {"lockfs": oc, "pll": oc}
+        if tid == "seqread":
+            def rd(tg):
+                path = os.path.join(t[tg][0], "prof.dat")
+                if not os.path.exists(path):
+                    self.fio("fio profile", t[tg][0], "w", ["--rw=write", "--bs=1M",
+                                                             "--size=256M", "--filename=prof.dat"])
+                    read_file(path)
+                    self.settle()
+                self.fio("fio profile", t[tg][0], "r", ["--rw=read", "--bs=1M", "--size=256M",
+                                                         "--invalidate=0", "--filename=prof.dat"])
+            return {"lockfs": rd, "pll": rd}
+        if tid == "seqwrite":
+            def wr(tg):
+                self.fio("fio profile", t[tg][0], "w", ["--rw=write", "--bs=1M", "--size=256M",
+                                                         "--filename=profw.dat"])
+            return {"lockfs": wr, "pll": wr}
+        if tid == "handoff":
+            def ho(tg):
+                run_out([os.path.join(self.bin, "handoff"), "-n", "300", "open",
+                         os.path.join(t[tg][0], "handoff.dat")])
+            return {"lockfs": ho}
+        if tid == "grep2":
+            def g(tg):
+                argv = self.grep_argv(t[tg][0])
+                ps = [subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                      for _ in range(2)]
+                for p in ps:
+                    p.wait()
+                self.settle()
+            return {"lockfs": g, "pll": g}
+        return None
+
+    def perf(self, d, tid, tg, secs):
+        """Samples the daemon's threads only: the machine is shared, and a
+        system-wide profile would mostly show other people's work."""
+        rec = self.perf_start(d, f"{tid}-{tg}", ["--", "sleep", str(secs)])
+        rec[0].wait()
+        return self.perf_stop(rec, d)
+
+    def perf_start(self, d, name, tail=()):
+        data = os.path.join(self.work, f"perf-{name}.data")
+        # DWARF unwinding: the daemon is built without frame pointers, and
+        # the point is to see which of its functions the kernel time is
+        # spent under.
+        argv = ["perf", "record", "--call-graph", "dwarf,8192", "-F", "499", "-p", str(d.proc.pid),
+                "-o", data] + list(tail)
+        self.note_cmd("perf record", argv)
+        proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.register("pids", proc.pid)
+        time.sleep(0.2)         # perf attaches to every thread first
+        return (proc, data, time.monotonic(), d.cpu_ticks())
+
+    def perf_stop(self, rec, d):
+        proc, data, t0, cpu0 = rec
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
+        proc.wait()
+        secs = time.monotonic() - t0
+        cpu = (d.cpu_ticks() - cpu0) / CLK_TCK
+        by_dso = perf_report(data, ["--sort", "dso"], 8)
+        by_sym = perf_report(data, ["--sort", "dso,sym"], 22)
+        # Inclusive time of the daemon's own functions: which of them the
+        # kernel time above is spent under.
+        inclusive = [ln for ln in perf_report(data, ["--sort", "dso,sym"], 400, children=True)
+                     if re.search(r"\s(lockfs|passthrough_ll|libfuse3\S*)\s", ln)
+                     and "[.] 0x" not in ln][:14]
+        self.note_cmd("perf report", ["perf", "report", "-i", "FILE", "--stdio", "--no-children",
+                                      "-g", "none", "--sort", "dso,sym"])
+        if os.path.exists(data):
+            os.unlink(data)
+        return {"secs": round(secs, 1), "cpu_s": cpu, "by_dso": by_dso, "by_sym": by_sym,
+                "inclusive": inclusive}
+
+
+class Daemon:
+    def __init__(self, kind, src, mnt, proc, log):
+        self.kind, self.src, self.mnt, self.proc, self.log = kind, src, mnt, proc, log
+
+    def status(self):
+        out = {}
+        with open(f"/proc/{self.proc.pid}/status") as f:
+            for line in f:
+                k, _, v = line.partition(":")
+                if k in ("VmRSS", "Threads", "VmHWM"):
+                    out[k] = int(v.split()[0])
+        return out
+
+    def fd_count(self):
+        return len(os.listdir(f"/proc/{self.proc.pid}/fd"))
+
+    def cpu_ticks(self):
+        with open(f"/proc/{self.proc.pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return int(fields[11]) + int(fields[12])
+
+    def comm(self):
+        with open(f"/proc/{self.proc.pid}/comm") as f:
+            return f.read().strip()
+
+    def log_settle(self):
+        """Waits until the request trace stops growing (releases are
+        sent asynchronously after close)."""
+        last, still = -1, 0
+        deadline = time.monotonic() + 10
+        while still < 3 and time.monotonic() < deadline:
+            size = os.path.getsize(self.log)
+            still = still + 1 if size == last else 0
+            last = size
+            time.sleep(0.1)
+
+
+# ---- helpers -------------------------------------------------------------
+
+def is_mounted(path):
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            fields = line.split()
+            if fields[4] == path:
+                return True
+    return False
+
+
+def run_out(argv, timeout=300):
+    p = subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
+    if p.returncode != 0:
+        raise RuntimeError(f"{' '.join(argv)} exited {p.returncode}: {p.stderr.strip()}")
+    return p.stdout
+
+
+def kv(text):
+    out = {}
+    for item in text.split():
+        k, _, v = item.partition("=")
+        try:
+            out[k] = int(v)
+        except ValueError:
+            try:
+                out[k] = float(v)
+            except ValueError:
+                out[k] = v
+    return out
+
+
+def rotated(seq, k):
+    """seq started at its k-th element: each round of interleaved runs
+    starts with a different variant, so none is always the one that runs
+    right after the same other one."""
+    seq = list(seq)
+    k %= len(seq)
+    return seq[k:] + seq[:k]
+
+
+def parse_size(s):
+    mult = {"K": 2**10, "M": 2**20, "G": 2**30}
+    return int(s[:-1]) * mult[s[-1]] if s[-1] in mult else int(s)
+
+
+def sync():
+    subprocess.run(["sync"], check=True)
+
+
+def drop_caches():
+    sync()
+    with open("/proc/sys/vm/drop_caches", "w") as f:
+        f.write("3\n")
+
+
+def read_file(path):
+    with open(path, "rb", buffering=0) as f:
+        while f.read(1 << 20):
+            pass
+
+
+def make_tree(src, nfiles):
+    """nfiles small text files, 100 to a directory, 1 to 4 KiB each."""
+    for i in range(nfiles):
+        d = os.path.join(src, "tree", f"d{i // 100:02d}")
+        os.makedirs(d, exist_ok=True)
+        lines = 16 + (i * 37) % 48
+        with open(os.path.join(d, f"f{i:04d}.txt"), "w") as f:
+            for j in range(lines):
+                f.write(f"file {i} line {j}: the quick brown fox jumps over the lazy dog {i * j}\n")
+
+
+def grep_skipped(p, nfiles):
+    """How many of the tree's files one grep -c did not read (it prints a
+    count for each file it read; every count is 0, status 1)."""
+    lines = p.stdout.splitlines()
+    if p.returncode not in (1, 2) or any(not ln.endswith(":0") for ln in lines):
+        raise RuntimeError(f"grep: status {p.returncode}: {p.stderr[:500]}")
+    return nfiles - len(lines)
+
+
+OPCODE = re.compile(r"opcode: ([A-Z_0-9]+) \(")
+
+
+def count_opcodes(text):
+    counts = {}
+    for m in OPCODE.finditer(text):
+        counts[m.group(1)] = counts.get(m.group(1), 0) + 1
+    return counts
+
+
+def perf_report(data, extra, limit, children=False):
+    p = subprocess.run(["perf", "report", "-i", data, "--stdio",
+                        "--children" if children else "--no-children", "-g", "none",
+                        "--percent-limit", "0.7"] + extra, capture_output=True, text=True)
+    lines = [ln.rstrip() for ln in p.stdout.splitlines() if ln.strip() and not ln.startswith("#")]
+    return lines[:limit]
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--work", required=True)
+    ap.add_argument("--bin", required=True)
+    ap.add_argument("--lockfs", required=True)
+    ap.add_argument("--results", required=True)
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--only", default=",".join(WORKLOADS))
+    ap.add_argument("--merge", action="store_true",
+                    help="keep sections of an earlier results file that this run does not redo")
+    ap.add_argument("--profile-all", action="store_true")
+    args = ap.parse_args()
+    only = [w for w in args.only.split(",") if w]
+    for w in only:
+        if w not in WORKLOADS:
+            sys.exit(f"unknown workload {w} (known: {', '.join(WORKLOADS)})")
+    b = Bench(args)
+    started = time.monotonic()
+
+    def on_signal(sig, frame):
+        raise KeyboardInterrupt
+    signal.signal(signal.SIGTERM, on_signal)
+    try:
+        b.results["machine"] = machine_facts(b)
+        for w in WORKLOADS:
+            if w in only:
+                b.log(f"== {w}")
+                try:
+                    getattr(b, f"bench_{w}")()
+                except KeyboardInterrupt:
+                    raise
+                except Exception as e:
+                    # One broken workload must not cost the others; the
+                    # page says what failed.
+                    traceback.print_exc()
+                    b.unmount_all()
+                    b.section(w, {"error": f"{type(e).__name__}: {e}"[:2000]})
+        b.results["machine"]["elapsed_s"] = time.monotonic() - started
+        b.save()
+    finally:
+        b.unmount_all()
+
+
+def machine_facts(b):
+    def cmd(argv):
+        try:
+            return subprocess.run(argv, capture_output=True, text=True).stdout.strip()
+        except OSError:
+            return ""
+    cpu = ""
+    with open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    mem_kb = 0
+    with open("/proc/meminfo") as f:
+        for line in f:
+            if line.startswith("MemTotal:"):
+                mem_kb = int(line.split()[1])
+    commit = cmd(["git", "-C", ROOT, "rev-parse", "HEAD"])
+    dirty = cmd(["git", "-C", ROOT, "status", "--porcelain", "--", "fs", "meson.build",
+                 "meson_options.txt"])
+
+    def deb(pkg):
+        return cmd(["dpkg-query", "-W", "-f=${Version}", pkg]) or "not installed"
+    return {
+        "run_id": b.run_id,
+        "quick": b.quick,
+        "runs": b.runs,
+        "date": datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z"),
+        "nproc": os.cpu_count(),
+        "cpu": cpu,
+        "kernel": os.uname().release,
+        "mem_gib": round(mem_kb / 2**20, 1),
+        "commit": commit,
+        "dirty": bool(dirty),
+        "libfuse": cmd(["pkg-config", "--modversion", "fuse3"]),
+        "fio": cmd(["fio", "--version"]),
+        "python": cmd([PY, "--version"]),
+        "filelock": deb("python3-filelock"),
+        "portalocker": deb("python3-portalocker"),
+        "fs": cmd(["findmnt", "-n", "-o", "FSTYPE,SOURCE", "-T", b.work]),
+        "nofile": list(resource.getrlimit(resource.RLIMIT_NOFILE)),
+        "only": b.args.only,
+    }
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, HERE)
+    main()

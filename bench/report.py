@@ -1,0 +1,759 @@
+#!/usr/bin/python3
+"""Turns bench/out/results.json into docs/benchmarks.md and its plots.
+
+    report.py --results FILE --out MARKDOWN [--notes bench/notes.md]
+
+Each figure is quoted as the median over the runs with the minimum and
+maximum beside it; each ratio is taken within one round of interleaved runs
+and then summarized the same way. The verdicts against the issue's targets are
+computed here, from the same numbers the tables show.
+"""
+import argparse
+import os
+import re
+import statistics
+import subprocess
+import sys
+
+TARGET_NAMES = {"plain": "plain directory", "pll": "passthrough_ll",
+                "lockfs-none": "lockfs, policy `** none`", "lockfs": "lockfs (default)"}
+TARGETS = ["plain", "pll", "lockfs-none", "lockfs"]
+FIO_JOBS = [("seqwrite", "sequential write, 1 MiB blocks", "MiB/s"),
+            ("seqread_warm", "sequential read, warm (file in the page cache)", "MiB/s"),
+            ("seqread_cold", "sequential read, cold (caches dropped before each run)", "MiB/s"),
+            ("randread_warm", "random read, 4 KiB blocks, warm", "IOPS")]
+
+
+# ---- statistics ----------------------------------------------------------
+
+def mmm(values):
+    values = [v for v in values if v is not None]
+    if not values:
+        return None
+    return (statistics.median(values), min(values), max(values))
+
+
+def ratios(a, b):
+    """Per-round ratios a[i] / b[i]."""
+    return [x / y for x, y in zip(a, b) if x is not None and y]
+
+
+def fmt_num(v, unit=""):
+    if v is None:
+        return "—"
+    a = abs(v)
+    if a >= 100:
+        s = f"{v:,.0f}"
+    elif a >= 10:
+        s = f"{v:.1f}"
+    elif a >= 1:
+        s = f"{v:.2f}"
+    else:
+        s = f"{v:.3f}"
+    return s + unit
+
+
+def fmt_mmm(m, unit=""):
+    if m is None:
+        return "—"
+    return f"{fmt_num(m[0], unit)} ({fmt_num(m[1])}–{fmt_num(m[2])})"
+
+
+def fmt_ratio(m):
+    if m is None:
+        return "—"
+    return f"{m[0]:.2f}× ({m[1]:.2f}–{m[2]:.2f})"
+
+
+# ---- targets -------------------------------------------------------------
+
+def evaluate_targets(res):
+    """The issue's targets, each with the measured value and whether it is
+    met (True/False, None when not measured)."""
+    out = []
+
+    def add(tid, metric, target, value, met, note=""):
+        out.append({"id": tid, "metric": metric, "target": target, "value": value,
+                    "met": met, "note": note})
+
+    c = res.get("counter")
+    if c:
+        lf = [r["wall"] for r in c["runs"]["lockfs"]["10"]]
+        fl = [r["wall"] for r in c["runs"]["filelock"]["10"]]
+        m = mmm(ratios(lf, fl))
+        add("counter10", "unmodified counter, 10 procs, lockfs vs filelock-protected counter "
+            "on the plain directory (wall time)", "≤ 1.0×", fmt_ratio(m), m[0] <= 1.0 if m else None)
+    else:
+        add("counter10", "unmodified counter, 10 procs, lockfs vs filelock (wall time)",
+            "≤ 1.0×", "not measured", None)
+
+    mt = res.get("meta")
+    if mt:
+        lf = [r["rate"] for r in mt["runs"]["openclose"]["lockfs"]]
+        pl = [r["rate"] for r in mt["runs"]["openclose"]["pll"]]
+        m = mmm(ratios(lf, pl))
+        add("openclose", "open+close rate, lockfs default vs passthrough_ll", "≥ 2×",
+            fmt_ratio(m), m[0] >= 2.0 if m else None)
+    else:
+        add("openclose", "open+close rate, lockfs default vs passthrough_ll", "≥ 2×",
+            "not measured", None)
+
+    fio = res.get("fio")
+    for tid, job, metric, goal, cmp in (
+            ("seqread", "seqread_warm", "fio seq read (warm), lockfs vs passthrough_ll", 3.0, "ge"),
+            ("seqwrite", "seqwrite", "fio seq write, lockfs vs passthrough_ll", 1.0, "ge")):
+        if fio and fio["runs"][job]["lockfs"]:
+            m = mmm(ratios(fio["runs"][job]["lockfs"], fio["runs"][job]["pll"]))
+            add(tid, metric, f"≥ {goal:.1f}×", fmt_ratio(m), m[0] >= goal if m else None)
+        else:
+            add(tid, metric, f"≥ {goal:.1f}×", "not measured", None)
+
+    h = res.get("handoff")
+    if h:
+        m = mmm(ratios([r["p50"] for r in h["runs"]["lockfs"]], [r["p50"] for r in h["runs"]["flock"]]))
+        add("handoff", "handoff p50, lockfs vs flock on the plain directory", "≤ 2×",
+            fmt_ratio(m), m[0] <= 2.0 if m else None)
+    else:
+        add("handoff", "handoff p50, lockfs vs flock on the plain directory", "≤ 2×",
+            "not measured", None)
+
+    g = res.get("grep")
+    if g:
+        lf, pl = g["runs"]["lockfs"]["plain"], g["runs"]["pll"]["plain"]
+        m = mmm(ratios(lf["two"], pl["two"]))
+        skipped = mmm(lf["skipped_two"])
+        value = fmt_ratio(m)
+        note = ""
+        if skipped[2]:
+            value += f"; the two greps skipped {fmt_mmm(skipped)} files (EAGAIN)"
+            note = "greps through lockfs did not read every file"
+        add("grep2", "2 greps through lockfs vs 2 greps through passthrough_ll (wall time)",
+            "≤ 1.3×", value, (m[0] <= 1.3 and not skipped[2]) if m else None, note=note)
+    else:
+        add("grep2", "2 greps through lockfs vs 2 greps through passthrough_ll", "≤ 1.3×",
+            "not measured", None)
+
+    ho = res.get("hold")
+    if ho and ho["runs"]["lockfs"]:
+        held = mmm([r["rss_kb_opened"] / 1024 for r in ho["runs"]["lockfs"]])
+        if ho["count"] >= 100000:
+            add("rss100k", "100k locked files: daemon RSS", "≤ 64 MiB",
+                fmt_mmm(held, " MiB"), held[0] <= 64)
+        else:
+            proj = mmm([project_rss(r, 100000) / 1024 for r in ho["runs"]["lockfs"]])
+            add("rss100k", "100k locked files: daemon RSS", "≤ 64 MiB",
+                f"{fmt_mmm(held, ' MiB')} with {ho['count']:,} files; "
+                f"{fmt_num(proj[0], ' MiB')} projected for 100,000",
+                None, note=f"only {ho['count']:,} files fit under RLIMIT_NOFILE "
+                f"{ho['nofile_hard']} (projection {'within' if proj[0] <= 64 else 'over'} target)")
+    else:
+        add("rss100k", "100k locked files: daemon RSS", "≤ 64 MiB", "not measured", None)
+
+    w = res.get("waiters")
+    if w and w["runs"]:
+        one = mmm([r["threads_1"] for r in w["runs"]])
+        many = mmm([r["threads_n"] for r in w["runs"]])
+        peak = mmm([r["threads_max"] for r in w["runs"]])
+        worst = max(r["threads_max"] - r["threads_1"] for r in w["runs"])
+        add("threads1000", f"{w['n']:,} waiters: daemon threads", "no more than with 1 waiter",
+            f"{fmt_num(many[0])} with {w['n']:,} (peak {fmt_num(peak[2])}) vs {fmt_num(one[0])} "
+            f"with 1", worst <= 0 if w["n"] >= 1000 else None,
+            note="" if w["n"] >= 1000 else f"only {w['n']} waiters (quick run)")
+    else:
+        add("threads1000", "1,000 waiters: daemon threads", "no more than with 1 waiter",
+            "not measured", None)
+    return out
+
+
+def project_rss(r, n):
+    """Linear projection of the held RSS to n files from the measured
+    cost per file."""
+    per_file = (r["rss_kb_opened"] - r["rss_kb_ready"]) / r["count"]
+    return r["rss_kb_ready"] + per_file * n
+
+
+# ---- sections --------------------------------------------------------------
+
+class Doc:
+    def __init__(self, res, outdir, notes):
+        self.res = res
+        self.outdir = outdir
+        self.notes = notes
+        self.lines = []
+        self.pngs = []
+
+    def p(self, text=""):
+        self.lines.append(text)
+
+    def table(self, head, rows):
+        self.p("| " + " | ".join(head) + " |")
+        self.p("|" + "|".join("---" for _ in head) + "|")
+        for r in rows:
+            self.p("| " + " | ".join(str(x) for x in r) + " |")
+        self.p()
+
+    def req(self, key, tg):
+        rq = self.res.get("requests", {}).get("per_op", {}).get(tg, {}).get(key)
+        if rq is None:
+            return "—" if tg in ("pll", "lockfs-none", "lockfs") else "0 (no FUSE)"
+        return f"{rq['total']:.2f}"
+
+
+def machine(doc):
+    m = doc.res["machine"]
+    doc.p("## Machine")
+    doc.p()
+    commit = m["commit"][:12] + (" + uncommitted changes in fs/" if m["dirty"] else "")
+    doc.table(["fact", "value"], [
+        ("date", m["date"]),
+        ("lockfs commit", f"`{commit}`"),
+        ("CPU", f"{m['cpu']}, {m['nproc']} CPUs (nproc)"),
+        ("memory", f"{m['mem_gib']} GiB"),
+        ("kernel", m["kernel"]),
+        ("libfuse", m["libfuse"]),
+        ("file system under every target", m["fs"]),
+        ("RLIMIT_NOFILE (soft, hard)", f"{m['nofile'][0]}, {m['nofile'][1]}"),
+        ("fio", m["fio"]),
+        ("Python", f"{m['python']} (/usr/bin/python3), python3-filelock {m['filelock']}, "
+                   f"python3-portalocker {m['portalocker']}"),
+        ("runs per figure", f"{m['runs']}" + (" (quick run)" if m["quick"] else "")),
+        ("total time of the run", f"{m.get('elapsed_s', 0) / 60:.1f} min"),
+    ])
+
+
+def targets_section(doc):
+    doc.p("## Targets")
+    doc.p()
+    doc.p("Medians over the runs, minimum–maximum in brackets. A ratio compares lockfs with "
+          "the baseline named in the row, measured in the same round of runs.")
+    doc.p()
+    rows = []
+    for t in evaluate_targets(doc.res):
+        verdict = {True: "**met**", False: "**missed**", None: "not measured"}[t["met"]]
+        if t["note"]:
+            verdict += f" ({t['note']})"
+        rows.append((t["metric"], t["target"], t["value"], verdict))
+    doc.table(["metric", "target", "measured", "verdict"], rows)
+
+
+def counter_section(doc):
+    c = doc.res.get("counter")
+    if not c:
+        return
+    runs = c["runs"]
+    doc.p("## 1. Counter: ten copies of an unmodified script")
+    doc.p()
+    doc.p(f"Each of N processes runs the read-close-reopen-write loop of the README "
+          f"({c['total']} increments in all, split evenly). Workers start their loops together "
+          "after the interpreter has started, and the time runs from the first loop's start to "
+          "the last loop's end. `filelock` wraps each read-modify-write in "
+          "`filelock.FileLock(\"c.lock\")`, `portalocker` in "
+          "`portalocker.Lock(\"c.lock\", timeout=600)`, both on the plain directory; both "
+          "libraries poll (`LOCK_NB` and a sleep: 50 ms for filelock, 250 ms for portalocker). "
+          "A *torn read* is a read that found the file empty or cut short by another process's "
+          "truncation: the unmodified script dies of `ValueError` there, the benchmark counts it "
+          "and goes on. *Lost* = increments done − final value.")
+    doc.p()
+    rows = []
+    for n in c["ns"]:
+        fl = [r["rate"] for r in runs["filelock"][str(n)]]
+        for v in ("lockfs", "plain", "filelock", "portalocker"):
+            rs = runs[v][str(n)]
+            rate = mmm([r["rate"] for r in rs])
+            vs = mmm(ratios([r["rate"] for r in rs], fl))
+            finals = [r["final"] for r in rs]
+            lost = mmm([r["lost"] for r in rs if r["lost"] is not None])
+            torn = mmm([r["torn"] for r in rs])
+            exact = all(r["final"] == r["attempted"] and r["torn"] == 0 for r in rs)
+            name = {"lockfs": "unmodified, on lockfs", "plain": "unmodified, plain directory",
+                    "filelock": "filelock.FileLock, plain", "portalocker": "portalocker.Lock, plain"}[v]
+            verdict = "exact in every run" if exact else (
+                f"lost {fmt_mmm(lost)}, torn reads {fmt_mmm(torn)}")
+            if not exact and None in finals:
+                verdict += "; file left unreadable in some runs"
+            rows.append((n, name, fmt_mmm(rate), fmt_ratio(vs), verdict))
+    doc.table(["N", "variant", "increments/s", "rate vs filelock", "final value"], rows)
+    rq = doc.res.get("requests", {}).get("per_op", {})
+    if rq:
+        doc.p("FUSE requests per increment (one process): " + ", ".join(
+            f"{TARGET_NAMES[tg]} {rq[tg]['counter']['total']:.2f}" for tg in ("pll", "lockfs-none", "lockfs")
+            if tg in rq and "counter" in rq[tg]) + ".")
+        doc.p()
+    png = plot_counter(doc, c)
+    if png:
+        doc.p(f"![increments per second against N]({png})")
+        doc.p()
+
+
+def plot_counter(doc, c):
+    name = "bench-counter.png"
+    dat = os.path.join(doc.outdir, ".bench-counter.dat")
+    variants = [("lockfs", "unmodified on lockfs"), ("plain", "unmodified on plain dir (loses updates)"),
+                ("filelock", "filelock on plain dir"), ("portalocker", "portalocker on plain dir")]
+    with open(dat, "w") as f:
+        for i, (v, _) in enumerate(variants):
+            for n in c["ns"]:
+                m = mmm([r["rate"] for r in c["runs"][v][str(n)]])
+                f.write(f"{n} {m[0]} {m[1]} {m[2]}\n")
+            f.write("\n\n")
+    plots = ", ".join(f"'{dat}' index {i} using 1:2:3:4 with yerrorlines lw 2 pt 7 title '{t}'"
+                      for i, (_, t) in enumerate(variants))
+    script = f"""
+set terminal pngcairo size 900,560 font 'sans,11'
+set output '{os.path.join(doc.outdir, name)}'
+set title 'Counter: increments per second against processes (median, min-max bars)'
+set xlabel 'processes (N)'
+set ylabel 'increments/s'
+set logscale y
+set xtics (1, 2, 4, 10)
+set xrange [0.5:10.5]
+set key outside bottom center horizontal maxrows 2
+set grid ytics
+plot {plots}
+"""
+    ok = gnuplot(script)
+    os.unlink(dat)
+    return name if ok else None
+
+
+def gnuplot(script):
+    try:
+        p = subprocess.run(["gnuplot"], input=script, capture_output=True, text=True)
+    except OSError:
+        return False
+    if p.returncode != 0:
+        print(f"gnuplot: {p.stderr}", file=sys.stderr)
+    return p.returncode == 0
+
+
+def handoff_section(doc):
+    h = doc.res.get("handoff")
+    if not h:
+        return
+    doc.p("## 2. Lock handoff latency")
+    doc.p()
+    doc.p(f"Two processes pass one file back and forth ({h['handoffs_per_run']} handoffs per run, "
+          "`bench/handoff.c`): each opens it `O_RDWR`, reads the previous holder's token, writes its "
+          "own and closes. Through lockfs the other process waits inside `open()`; on the plain "
+          "directory it waits in `flock(LOCK_EX)` after opening. Latency is from the moment the "
+          "holder starts `close()` to the moment the waiter's `open()` (or `flock()`) returns, "
+          "counted only when the waiter was already waiting. *Re-acquired* counts the times the "
+          "releasing process got the lock straight back instead (flock is not fair).")
+    doc.p()
+    rows = []
+    for mode, name in (("lockfs", "lockfs lock (open blocks)"), ("flock", "flock(), plain directory")):
+        rs = h["runs"][mode]
+        rows.append((name,
+                     fmt_mmm(mmm([r["p50"] / 1000 for r in rs])),
+                     fmt_mmm(mmm([r["p90"] / 1000 for r in rs])),
+                     fmt_mmm(mmm([r["p99"] / 1000 for r in rs])),
+                     fmt_ratio(mmm(ratios([r["p50"] for r in rs], [r["p50"] for r in h["runs"]["flock"]]))),
+                     fmt_ratio(mmm(ratios([r["p99"] for r in rs], [r["p99"] for r in h["runs"]["flock"]]))),
+                     fmt_mmm(mmm([r["again"] / (r["handoffs"] + r["again"]) * 100 for r in rs]), " %")))
+    doc.table(["mechanism", "p50 µs", "p90 µs", "p99 µs", "p50 vs flock", "p99 vs flock",
+               "re-acquired"], rows)
+    rq = doc.res.get("requests", {}).get("per_op", {}).get("lockfs", {}).get("handoff")
+    if rq:
+        doc.p(f"FUSE requests per acquisition through lockfs: {rq['total']:.2f} "
+              f"({by_op(rq)}).")
+        doc.p()
+
+
+def by_op(rq):
+    return ", ".join(f"{k} {v:.2f}" for k, v in sorted(rq["by_op"].items(), key=lambda kv: -kv[1]))
+
+
+def meta_section(doc):
+    mt = doc.res.get("meta")
+    if not mt:
+        return
+    doc.p("## 3. Metadata rates")
+    doc.p()
+    doc.p(f"One process, one 8-byte file, {mt['secs']} s per run (`bench/metarate.c`). "
+          "*Daemon CPU* is the daemon's user+system time per operation (from /proc/PID/stat). "
+          "passthrough_ll is libfuse's example built from Debian's libfuse3-dev with default "
+          "options (1 s entry and attribute timeouts, no writeback cache, like lockfs's defaults).")
+    doc.p()
+    names = {"openclose": "open `O_RDONLY` + close", "trunc": "open `O_TRUNC` + write 8 bytes + close",
+             "stat": "stat"}
+    for op in mt["ops"]:
+        runs = mt["runs"][op]
+        rows = []
+        for tg in TARGETS:
+            rates = [r["rate"] for r in runs[tg]]
+            cpu = mmm([r.get("daemon_cpu_us") for r in runs[tg]])
+            rows.append((TARGET_NAMES[tg], fmt_mmm(mmm(rates)),
+                         fmt_ratio(mmm(ratios(rates, [r["rate"] for r in runs["plain"]]))),
+                         fmt_ratio(mmm(ratios(rates, [r["rate"] for r in runs["pll"]]))),
+                         doc.req(op, tg), fmt_mmm(cpu) if cpu else "—"))
+        doc.p(f"**{names[op]}**")
+        doc.p()
+        doc.table(["target", "ops/s", "vs plain", "vs passthrough_ll", "FUSE requests/op",
+                   "daemon CPU µs/op"], rows)
+    png = plot_meta(doc, mt)
+    if png:
+        doc.p(f"![metadata rates]({png})")
+        doc.p()
+
+
+def plot_meta(doc, mt):
+    name = "bench-meta.png"
+    dat = os.path.join(doc.outdir, ".bench-meta.dat")
+    with open(dat, "w") as f:
+        f.write("op " + " ".join(f'"{TARGET_NAMES[t].replace("`", "")}"' for t in TARGETS) + "\n")
+        for op in mt["ops"]:
+            f.write(op + " " + " ".join(str(mmm([r["rate"] for r in mt["runs"][op][t]])[0])
+                                        for t in TARGETS) + "\n")
+    script = f"""
+set terminal pngcairo size 900,520 font 'sans,11'
+set output '{os.path.join(doc.outdir, name)}'
+set title 'Metadata operations per second (median of runs)'
+set style data histograms
+set style histogram clustered gap 1
+set style fill solid 0.8 border -1
+set logscale y
+set ylabel 'operations/s'
+set key outside bottom center horizontal
+set grid ytics
+plot for [i=2:5] '{dat}' using i:xtic(1) title columnheader(i)
+"""
+    ok = gnuplot(script)
+    os.unlink(dat)
+    return name if ok else None
+
+
+def fio_section(doc):
+    fio = doc.res.get("fio")
+    if not fio:
+        return
+    doc.p("## 4. Data throughput (fio)")
+    doc.p()
+    doc.p(f"`fio --ioengine=psync --direct=0`, one job. Sequential jobs use a {fio['seq_size']} file "
+          f"and 1 MiB blocks; random reads read {fio['rand_io']} in 4 KiB blocks from a "
+          f"{fio['rand_size']} file. *Warm*: the file was just written (or read once, untimed) "
+          "through the same target, so it is in the page cache; lockfs and passthrough_ll then "
+          "differ in whether the kernel keeps the mount's own cached pages across opens. *Cold*: "
+          "`sync; echo 3 > /proc/sys/vm/drop_caches` before the run, so the data comes from the "
+          "disk." + ("" if fio["cold"] else " (Not run: /proc/sys/vm/drop_caches was not writable.)")
+          + " The write job is not followed by fsync (the data lands in the page cache; `sync` "
+          "runs untimed between jobs). Before each timed write an untimed write of the same size "
+          "to a scratch file of the plain directory, deleted at once, makes sure the memory the "
+          "timed write gets is ready: on this VM the first large write after memory was freed "
+          "(by `drop_caches` or a deleted file) runs up to ten times slower whatever its target. "
+          "Each round runs all writes, then all warm reads, then all random reads, then all cold "
+          "reads, starting with a different target each round.")
+    doc.p()
+    req_key = {"seqwrite": ("seqwrite_MiB", "per MiB"), "seqread_warm": ("seqread_warm_MiB", "per MiB"),
+               "randread_warm": ("randread_warm_op", "per 4 KiB read")}
+    for job, title, unit in FIO_JOBS:
+        runs = fio["runs"][job]
+        if not runs["plain"]:
+            continue
+        rows = []
+        for tg in TARGETS:
+            rows.append((TARGET_NAMES[tg], fmt_mmm(mmm(runs[tg])),
+                         fmt_ratio(mmm(ratios(runs[tg], runs["plain"]))),
+                         fmt_ratio(mmm(ratios(runs[tg], runs["pll"]))),
+                         doc.req(req_key[job][0], tg) if job in req_key else "—"))
+        doc.p(f"**{title}**")
+        doc.p()
+        rq_head = f"FUSE requests {req_key[job][1]}" if job in req_key else "FUSE requests"
+        doc.table(["target", unit, "vs plain", "vs passthrough_ll", rq_head], rows)
+
+
+def grep_section(doc):
+    g = doc.res.get("grep")
+    if not g:
+        return
+    doc.p("## 5. Readers side by side")
+    doc.p()
+    doc.p(f"`grep -r -F -c NEEDLE tree` over {g['files']:,} files of 1–4 KiB in 20 directories "
+          "(no match, so every byte is read), once alone and twice at the same time; wall time "
+          "until the last grep exits. Every cache was warmed by one untimed grep. *Skipped* counts "
+          "the files a grep could not open (with both greps together: out of "
+          f"{2 * g['files']:,}). GNU grep opens the files it finds while recursing with "
+          "`O_NONBLOCK` (so that a fifo cannot hang it), and lockfs answers an `O_NONBLOCK` open "
+          "of a file somebody else holds with `EAGAIN`; the second table forces blocking opens "
+          "(`--devices=read`) to show what reading everything costs.")
+    doc.p()
+    for v, title in (("plain", "`grep -r` as typed"),
+                     ("blocking", "`grep -r --devices=read` (blocking opens)")):
+        if v not in g["runs"]["plain"]:
+            continue
+        rows = []
+        for tg in TARGETS:
+            r = g["runs"][tg][v]
+            rows.append((TARGET_NAMES[tg], fmt_mmm(mmm([x * 1000 for x in r["one"]])),
+                         fmt_mmm(mmm([x * 1000 for x in r["two"]])),
+                         fmt_ratio(mmm(ratios(r["two"], r["one"]))),
+                         fmt_ratio(mmm(ratios(r["two"], g["runs"]["pll"][v]["two"]))),
+                         fmt_mmm(mmm(r["skipped_one"])), fmt_mmm(mmm(r["skipped_two"])),
+                         doc.req("grep_file", tg) if v == "plain" else "—"))
+        doc.p(f"**{title}**")
+        doc.p()
+        doc.table(["target", "1 grep, ms", "2 greps, ms", "2 greps vs 1", "2 greps vs passthrough_ll",
+                   "skipped, 1 grep", "skipped, 2 greps", "FUSE requests per file"], rows)
+
+
+def scale_section(doc):
+    ho = doc.res.get("hold")
+    w = doc.res.get("waiters")
+    if not ho and not w:
+        return
+    doc.p("## 6. Scale")
+    doc.p()
+    if ho:
+        doc.p("### Many files held locked")
+        doc.p()
+        short = ho["count"] < ho["wanted"]
+        doc.p(f"One process (`bench/holdmany.c`) stats {ho['count']:,} distinct empty files through the "
+              "mount, then opens every one `O_RDWR` and holds them all, then closes them. The daemon's "
+              "VmRSS is read from /proc/PID/status after each step, each run on a freshly mounted "
+              "daemon." + (f" **Only {ho['count']:,} of the {ho['wanted']:,} files wanted:** the hard "
+                           f"RLIMIT_NOFILE on this machine is {ho['nofile_hard']:,} and cannot be "
+                           "raised here, and each held file costs a passthrough daemon two "
+                           "descriptors (the inode's O_PATH descriptor and the open file). The "
+                           "100,000-file figure is a linear projection from the measured cost per "
+                           "file." if short else ""))
+        doc.p()
+        rows = []
+        for kind, name in (("lockfs", "lockfs (default)"), ("pll", "passthrough_ll")):
+            rs = ho["runs"][kind]
+            if not rs:
+                continue
+            per = mmm([(r["rss_kb_opened"] - r["rss_kb_ready"]) * 1024 / r["count"] for r in rs])
+            row = [name, fmt_mmm(mmm([r["rss_kb_ready"] / 1024 for r in rs])),
+                   fmt_mmm(mmm([r["rss_kb_statted"] / 1024 for r in rs])),
+                   fmt_mmm(mmm([r["rss_kb_opened"] / 1024 for r in rs])),
+                   fmt_mmm(mmm([r["rss_kb_closed"] / 1024 for r in rs])),
+                   fmt_mmm(per),
+                   fmt_ratio(mmm(ratios([r["rss_kb_opened"] for r in rs],
+                                        [r["rss_kb_opened"] for r in ho["runs"]["pll"]]))),
+                   fmt_mmm(mmm([r["count"] / r["secs_opened"] for r in rs])),
+                   fmt_mmm(mmm([r["count"] / r["secs_closed"] for r in rs]))]
+            if short:
+                row.append(fmt_mmm(mmm([project_rss(r, 100000) / 1024 for r in rs])))
+            rows.append(row)
+        head = ["daemon", "RSS idle, MiB", "after stat", "all held", "after close",
+                "bytes per held file", "held vs passthrough_ll", "opens/s", "closes/s"]
+        if short:
+            head.append("projected for 100,000, MiB")
+        doc.table(head, rows)
+        prof = [r["close_profile"] for r in ho["runs"]["lockfs"] if "close_profile" in r]
+        if prof:
+            note = doc.notes.get("holdclose")
+            if note:
+                doc.p(note.strip())
+                doc.p()
+            perf_block(doc, "perf of lockfs while the files are closed", prof[-1])
+    if w:
+        doc.p("### Many waiters on one file")
+        doc.p()
+        rs = w["runs"]
+        by = sorted(set(r["parked_by"] for r in rs))
+        doc.p(f"A holder keeps `queue.dat` open for writing; {w['n']:,} processes are started one at "
+              "a time, each opening it for writing, and the next one starts only once the previous "
+              "is parked in the daemon (" + (
+                  "the lockfs control file lists it as waiting" if by == ["control"] else
+                  "it sleeps in the kernel waiting for the daemon's reply, no daemon thread is "
+                  "running, and 1 ms has passed: the control file was not available") +
+              "). Then the holder closes; each waiter appends its start index once its open "
+              "returns, so the file lists the order of service (`bench/waiters.c`). Fresh daemon "
+              "per run.")
+        doc.p()
+        rows = [
+            ("daemon threads, holder only", fmt_mmm(mmm([r["threads_0"] for r in rs]))),
+            ("daemon threads, 1 waiter", fmt_mmm(mmm([r["threads_1"] for r in rs]))),
+            (f"daemon threads, {w['n']:,} waiters", fmt_mmm(mmm([r["threads_n"] for r in rs]))),
+            ("daemon threads, peak while they arrived", fmt_mmm(mmm([r["threads_max"] for r in rs]))),
+            ("daemon RSS, 1 waiter, MiB", fmt_mmm(mmm([r["rss_kb_1"] / 1024 for r in rs]))),
+            (f"daemon RSS, {w['n']:,} waiters, MiB", fmt_mmm(mmm([r["rss_kb_n"] / 1024 for r in rs]))),
+            ("RSS per waiter, bytes", fmt_mmm(mmm([(r["rss_kb_n"] - r["rss_kb_1"]) * 1024 / (w["n"] - 1)
+                                                   for r in rs]))),
+            ("served", ", ".join(f"{r['served']}" for r in rs) + f" of {w['n']} (each run)"),
+            ("served in arrival order", ", ".join(f"{r['in_order']}" for r in rs) + " (each run)"
+             + ("" if all(r["out_of_order"] == 0 for r in rs) else
+                "; first out of turn (position:index): " + "; ".join(
+                    r["mismatches"] for r in rs if r["out_of_order"]))),
+            ("opens that did not show up as parked in time", ", ".join(str(r["park_timeouts"]) for r in rs)),
+            ("time to serve them all after release, s", fmt_mmm(mmm([r["drain_secs"] for r in rs]))),
+        ]
+        doc.table(["measure", "value"], rows)
+
+
+def requests_section(doc):
+    rq = doc.res.get("requests", {}).get("per_op")
+    if not rq:
+        return
+    doc.p("## FUSE requests per operation")
+    doc.p()
+    doc.p("Counted from each daemon's request trace (`lockfs -o fuse_debug`, `passthrough_ll -d`): "
+          "each workload runs twice with different sizes in one traced daemon, and the difference "
+          "in requests divided by the difference in operations is the cost of one operation, so "
+          "start-up and first lookups cancel out. On these machines one round trip costs tens of "
+          "microseconds, so this column explains most of the differences above.")
+    doc.p()
+    names = {"openclose": "open O_RDONLY + close", "trunc": "open O_TRUNC + write + close",
+             "stat": "stat", "counter": "counter increment (1 process)",
+             "seqwrite_MiB": "seq write, per MiB", "seqread_warm_MiB": "seq read warm, per MiB",
+             "randread_warm_op": "4 KiB random read, warm", "grep_file": "grep -r, per file",
+             "handoff": "handoff, per acquisition"}
+    rows = []
+    for key, name in names.items():
+        row = [name]
+        for tg in ("pll", "lockfs-none", "lockfs"):
+            v = rq.get(tg, {}).get(key)
+            row.append("—" if v is None else f"{v['total']:.2f} ({by_op(v)})" if v["by_op"] else "0")
+        rows.append(row)
+    doc.table(["operation", "passthrough_ll", "lockfs, policy none", "lockfs (default)"], rows)
+
+
+def misses_section(doc):
+    targets = evaluate_targets(doc.res)
+    missed = [t for t in targets if t["met"] is False]
+    unknown = [t for t in targets if t["met"] is None]
+    prof = doc.res.get("profile", {}).get("profiles", {})
+    if not missed and not unknown:
+        return
+    doc.p("## Where lockfs misses, and what bounds it")
+    doc.p()
+    if prof:
+        doc.p("Each profile is `perf record --call-graph dwarf -F 499 -p PID` on the daemon alone (the machine is "
+              "shared: a system-wide profile shows other people's builds) over a few seconds of the "
+              "workload looping, on lockfs and, where it has a daemon, passthrough_ll: the daemon's "
+              "CPU time in that window, its samples by object, then its hottest symbols "
+              "(self time; `[k]` is the kernel, working on the daemon's behalf).")
+        doc.p()
+    for t in missed + unknown:
+        doc.p(f"### {t['metric']}: {t['value']} (target {t['target']})")
+        doc.p()
+        note = doc.notes.get(t["id"])
+        if note:
+            doc.p(note.strip())
+            doc.p()
+        for tg, pr in prof.get(t["id"], {}).items():
+            perf_block(doc, f"perf, {TARGET_NAMES[tg]}", pr)
+
+
+def perf_block(doc, title, pr):
+    doc.p(f"<details><summary>{title} ({pr['secs']} s)</summary>")
+    doc.p()
+    doc.p("```")
+    doc.p(f"daemon CPU: {pr['cpu_s']:.2f} s in {pr['secs']} s of wall time")
+    doc.p("samples by object:")
+    for ln in pr["by_dso"]:
+        doc.p("  " + ln.strip())
+    doc.p("hottest symbols (self):")
+    for ln in pr["by_sym"]:
+        doc.p("  " + ln.strip())
+    if pr.get("inclusive"):
+        doc.p("daemon and libfuse functions, time spent in them and under them (children, self):")
+        for ln in pr["inclusive"]:
+            doc.p("  " + ln.strip())
+    doc.p("```")
+    doc.p()
+    doc.p("</details>")
+    doc.p()
+
+
+def reproduce_section(doc):
+    doc.p("## Reproduce")
+    doc.p()
+    doc.p("```sh")
+    doc.p("bench/run            # the full run: builds, mounts, measures, writes this page")
+    doc.p("bench/run --quick    # a smoke run (3 runs, small sizes) into bench/out/quick/")
+    doc.p("```")
+    doc.p()
+    doc.p("`bench/run` builds lockfs with meson into `bench/out/build`, compiles the helpers in "
+          "`bench/*.c` and libfuse's `passthrough_ll.c` (from `/usr/share/doc/libfuse3-dev/examples`) "
+          "into `bench/out/`, works in a scratch directory `$WORK` under `bench/out/`, and unmounts "
+          "and removes everything at exit. The commands it ran (one instance of each):")
+    doc.p()
+    doc.p("```sh")
+    for k, v in sorted(doc.res.get("commands", {}).items()):
+        doc.p(f"# {k}")
+        doc.p(v)
+    doc.p("```")
+    doc.p()
+
+
+def load_notes(path):
+    notes = {}
+    if not path or not os.path.exists(path):
+        return notes
+    cur = None
+    with open(path) as f:
+        for line in f:
+            m = re.match(r"^## (\S+)\s*$", line)
+            if m:
+                cur = m.group(1)
+                notes[cur] = ""
+            elif cur:
+                notes[cur] += line
+    return notes
+
+
+def write(res, out, notes_path):
+    outdir = os.path.dirname(os.path.abspath(out))
+    os.makedirs(outdir, exist_ok=True)
+    errors = {k: v["error"] for k, v in res.items() if isinstance(v, dict) and "error" in v}
+    res = {k: v for k, v in res.items() if k not in errors}
+    doc = Doc(res, outdir, load_notes(notes_path))
+    m = res["machine"]
+    doc.p("# lockfs benchmarks")
+    doc.p()
+    doc.p(f"Generated by `bench/run` on {m['date']} from commit `{m['commit'][:12]}`"
+          f"{' with uncommitted changes' if m['dirty'] else ''}; do not edit by hand, run it "
+          "again. Every figure is the median of "
+          f"{m['runs']} runs with the minimum and maximum in brackets, and every comparison is a "
+          "ratio against a baseline measured in the same run, in interleaved rounds.")
+    doc.p()
+    if m["quick"]:
+        doc.p("**This is a quick smoke run (fewer runs, smaller sizes): not for quoting.**")
+        doc.p()
+    ids = sorted(set(v["run_id"] for k, v in res.items() if isinstance(v, dict) and "run_id" in v
+                     and k != "machine"))
+    if len(ids) > 1:
+        doc.p(f"**Sections come from different runs: {', '.join(ids)}.**")
+        doc.p()
+    for k, e in sorted(errors.items()):
+        doc.p(f"**The {k} workload failed in this run:** `{e}`")
+        doc.p()
+    doc.p("Targets: *plain directory* is the source directory used directly; *passthrough_ll* is "
+          "libfuse's low-level example, the floor for any FUSE file system; *lockfs, policy none* is "
+          "lockfs with a policy file `** none` (its passthrough without locks); *lockfs (default)* "
+          "locks every file exclusively with a 250 ms lease.")
+    doc.p()
+    machine(doc)
+    targets_section(doc)
+    counter_section(doc)
+    handoff_section(doc)
+    meta_section(doc)
+    fio_section(doc)
+    grep_section(doc)
+    scale_section(doc)
+    requests_section(doc)
+    misses_section(doc)
+    reproduce_section(doc)
+    with open(out, "w") as f:
+        f.write("\n".join(doc.lines).rstrip() + "\n")
+
+
+def main():
+    import json
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--results", required=True)
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--notes", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "notes.md"))
+    args = ap.parse_args()
+    with open(args.results) as f:
+        res = json.load(f)
+    write(res, args.out, args.notes)
+    for t in evaluate_targets({k: v for k, v in res.items()
+                               if not (isinstance(v, dict) and "error" in v)}):
+        verdict = {True: "met", False: "MISSED", None: "not measured"}[t["met"]]
+        print(f"{t['id']:12} {t['target']:28} {t['value']:50} {verdict}")
+
+
+if __name__ == "__main__":
+    main()
