@@ -630,6 +630,8 @@ struct handle {
 	lt_owner_t owner;       /* the opening thread's lock owner */
 	pid_t tid, tgid;        /* the opening thread and its process */
 	bool write;             /* the lock was asked with LT_F_WRITE */
+	bool rdwr;              /* opened O_RDWR: the only mode that can be
+	                           mapped shared and writable */
 	bool kill_priv;         /* setuid/setgid at open: writes as the caller */
 	/* Atomics: flush, release and writes may run on different threads. */
 	bool locked;            /* the handle still holds its mandatory lock */
@@ -751,6 +753,7 @@ static int new_handle(struct open_op *op, int fd, const struct stat *st, struct 
 	h->tid = op->tid;
 	h->tgid = op->tgid;
 	h->write = op->write;
+	h->rdwr = (op->fi.flags & O_ACCMODE) == O_RDWR;
 	h->kill_priv = op->creds.active && (st->st_mode & (S_ISUID | S_ISGID));
 	h->locked = op->lock;
 	*out = h;
@@ -1226,7 +1229,8 @@ static bool process_has_fd_on(struct passthrough *pt, pid_t tgid, ino_t ino)
  * goes: a program that mapped a file (the dynamic loader and its libraries)
  * keeps one until it exits. A write handle whose file the process still
  * maps shared and writable keeps its lock until RELEASE, since writes
- * through the mapping go on. A child that inherited the descriptor closing
+ * through the mapping go on (mmap() wants O_RDWR for that, so only such
+ * handles pay for reading the process's maps). A child that inherited the descriptor closing
  * its copy does not count.
  *
  * POSIX record locks belong to the process and go at its first close of any
@@ -1245,7 +1249,7 @@ static void pt_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	if (__atomic_load_n(&h->locked, __ATOMIC_ACQUIRE) &&
 	    same_process(h, fuse_req_ctx(req)->pid) &&
 	    !process_has_fd_on(pt, h->tgid, h->inode->ino) &&
-	    !(h->write && mapped_writable(h->tgid, h->inode->ino)) &&
+	    !(h->rdwr && mapped_writable(h->tgid, h->inode->ino)) &&
 	    __atomic_exchange_n(&h->locked, false, __ATOMIC_ACQ_REL)) {
 		log_debug("flush: %s lock on %016" PRIx64 " released by its process",
 			  h->write ? "write" : "read", (uint64_t)h->key);

@@ -378,6 +378,34 @@ class HoldTests(LockfsTestCase):
             self.assertEqual(r.stdout.split()[:2], ["refused", "0"],
                              "a file was still locked after its writer had closed it")
 
+    def test_05d_writable_mapping_keeps_lock(self):
+        """A file mapped shared and writable can still be written after its
+        descriptor is closed: its write lock stays until the mapping goes."""
+        plain = self.make_tempdir()
+        with Mount() as m, Actors(self) as actor:
+            for base, setup, locked in ((plain, plain, False), (m.mnt, m.src, True)):
+                with self.subTest(where="mount" if locked else "plain"):
+                    write_file(os.path.join(setup, "f"), "data" * 1024)
+                    holder = actor(base, "holder")
+                    other = actor(base, "other")
+                    holder.ok("open h f rw")
+                    holder.ok("map h")
+                    holder.ok("close h")
+                    other.start("open o f rw")
+                    if not locked:
+                        # Nothing stops the second writer on a plain directory.
+                        self.assertTrue(other.next(5)["ok"])
+                    else:
+                        self.assert_waits(other)
+                        t0 = time.monotonic()
+                        holder.ok("unmap h")
+                        a = other.next(5)
+                        self.assertTrue(a["ok"], a)
+                        self.assertLess(a["t"] - t0, 1.0, "the lock outlived the mapping")
+                    other.ok("close o")
+                    holder.stop()
+                    other.stop()
+
     def test_05c_nonblock_read_peeks(self):
         """An O_NONBLOCK read of a file that others only read (grep -r opens
         every file so) goes ahead without a hold (fs/locktable.h, "Peeks"):

@@ -11,6 +11,8 @@ lock owner is one thread throughout.
                                          w  (O_WRONLY|O_CREAT|O_TRUNC)
                                          a  (O_WRONLY|O_APPEND)
     close ID
+    map ID                         mmap the open file ID shared and writable
+    unmap ID
     read PATH                      open O_RDONLY, read all, close
     write PATH TEXT                open O_WRONLY|O_CREAT|O_TRUNC, write, close
     exit
@@ -23,7 +25,9 @@ all processes, so tests can compare it with their own).
 Signals are left at their defaults: SIGINT raises KeyboardInterrupt out of a
 waiting open(), which is what a user pressing Ctrl-C sees.
 """
+import ctypes
 import json
+import mmap
 import os
 import sys
 import time
@@ -35,6 +39,12 @@ MODES = {
     "a": os.O_WRONLY | os.O_APPEND,
 }
 
+LIBC = ctypes.CDLL(None, use_errno=True)
+LIBC.mmap.restype = ctypes.c_void_p
+LIBC.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int,
+                      ctypes.c_int, ctypes.c_long]
+LIBC.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
+
 
 def say(**kw):
     kw["t"] = time.monotonic()
@@ -44,6 +54,7 @@ def say(**kw):
 
 def main():
     fds = {}
+    maps = {}
     say(hello=True, pid=os.getpid())
     for line in sys.stdin:
         words = line.split()
@@ -61,6 +72,20 @@ def main():
                 say(cmd=cmd, ok=True, id=ident)
             elif cmd == "close":
                 os.close(fds.pop(words[1]))
+                say(cmd=cmd, ok=True, id=words[1])
+            elif cmd == "map":
+                # Through libc: Python's mmap module keeps a duplicate of
+                # the descriptor, and the point is a mapping without one.
+                size = os.fstat(fds[words[1]]).st_size
+                addr = LIBC.mmap(None, size, mmap.PROT_READ | mmap.PROT_WRITE,
+                                 mmap.MAP_SHARED, fds[words[1]], 0)
+                if addr in (None, ctypes.c_void_p(-1).value):
+                    raise OSError(ctypes.get_errno(), "mmap failed")
+                maps[words[1]] = (addr, size)
+                say(cmd=cmd, ok=True, id=words[1])
+            elif cmd == "unmap":
+                addr, size = maps.pop(words[1])
+                LIBC.munmap(ctypes.c_void_p(addr), size)
                 say(cmd=cmd, ok=True, id=words[1])
             elif cmd == "read":
                 with open(words[1]) as f:
