@@ -1159,8 +1159,12 @@ static bool mapped_writable(pid_t tgid, ino_t ino)
  * descriptor is out of the table, so any descriptor left is another one.
  * Only descriptors whose path lies under the mount point are examined
  * (one readlink each, then the inode from fdinfo). A process with very many
- * descriptors, or an unreadable table, counts as still holding the file. */
-#define FD_SCAN_MAX 1024
+ * descriptors, or an unreadable table, counts as still holding the file:
+ * its lock then goes at RELEASE, a moment after close() returns, and a
+ * process closing thousands of held files does not pay a scan of thousands
+ * of descriptors for each (the kernel gives the count as the size of
+ * /proc/PID/fd, so that case costs one fstat). */
+#define FD_SCAN_MAX 256
 
 static bool process_has_fd_on(struct passthrough *pt, pid_t tgid, ino_t ino)
 {
@@ -1168,6 +1172,7 @@ static bool process_has_fd_on(struct passthrough *pt, pid_t tgid, ino_t ino)
 	size_t mlen = mnt ? strlen(mnt) : 0;
 	char path[64], link[PATH_MAX];
 	struct dirent *de;
+	struct stat st;
 	unsigned seen = 0;
 	bool found = false;
 	int dfd;
@@ -1177,6 +1182,10 @@ static bool process_has_fd_on(struct passthrough *pt, pid_t tgid, ino_t ino)
 	dfd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (dfd < 0)
 		return errno != ENOENT; /* gone: nothing left open */
+	if (fstat(dfd, &st) == 0 && st.st_size > FD_SCAN_MAX) {
+		close(dfd);
+		return true;
+	}
 	d = fdopendir(dfd);
 	if (!d) {
 		close(dfd);

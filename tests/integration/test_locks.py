@@ -406,6 +406,24 @@ class HoldTests(LockfsTestCase):
                     holder.stop()
                     other.stop()
 
+    def test_05e_many_descriptors(self):
+        """A process with hundreds of descriptors is not searched at close:
+        its write lock still goes as soon as the handle is closed."""
+        with Mount() as m, Actors(self) as actor:
+            write_file(m.src_path("f"), "data")
+            holder = actor(m.mnt, "holder")
+            other = actor(m.mnt, "other")
+            holder.ok("spare 400")
+            holder.ok("open h f rw")
+            other.start("open o f rw")
+            self.assert_waits(other)
+            t0 = time.monotonic()
+            holder.ok("close h")
+            a = other.next(5)
+            self.assertTrue(a["ok"], a)
+            self.assertLess(a["t"] - t0, 1.0, "the lock outlived the close")
+            other.ok("close o")
+
     def test_05c_nonblock_read_peeks(self):
         """An O_NONBLOCK read of a file that others only read (grep -r opens
         every file so) goes ahead without a hold (fs/locktable.h, "Peeks"):

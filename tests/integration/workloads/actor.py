@@ -12,6 +12,7 @@ lock owner is one thread throughout.
                                          a  (O_WRONLY|O_APPEND)
     close ID
     map ID                         mmap the open file ID shared and writable
+    spare N                        open N more descriptors (of /dev/null)
     unmap ID
     read PATH                      open O_RDONLY, read all, close
     write PATH TEXT                open O_WRONLY|O_CREAT|O_TRUNC, write, close
@@ -87,6 +88,9 @@ def main():
                 addr, size = maps.pop(words[1])
                 LIBC.munmap(ctypes.c_void_p(addr), size)
                 say(cmd=cmd, ok=True, id=words[1])
+            elif cmd == "spare":
+                spare = [os.open("/dev/null", os.O_RDONLY) for _ in range(int(words[1]))]
+                say(cmd=cmd, ok=True, fds=len(spare))
             elif cmd == "read":
                 with open(words[1]) as f:
                     data = f.read()
