@@ -31,7 +31,7 @@ LEASE_S = 0.25          # lockfs's default lease; see settle()
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 WORKLOADS = ["counter", "handoff", "meta", "fio", "grep", "hold", "waiters",
-             "requests", "profile"]
+             "lease", "requests", "profile"]
 TARGETS = ["plain", "pll", "lockfs-none", "lockfs"]
 
 
@@ -565,6 +565,93 @@ class Bench:
         finally:
             shutil.rmtree(src, ignore_errors=True)
         self.section("waiters", {"n": n, "runs": res})
+
+    # ---- lease sweep ------------------------------------------------------
+
+    LEASES_MS = [0, 1, 5, 25, 100, 250]
+    SHELL_COUNTER = ('for ((i = 0; i < $1; i++)); do n=$(cat c); '
+                     'echo $((n + 1)) > c; done')
+
+    def bench_lease(self):
+        """The shell counter (`n=$(cat c); echo $((n+1)) > c`: the read is
+        made by a child, the write by the shell) is the workload the lease
+        exists for. Run it with several lease values: lost updates show the
+        shortest lease that still protects it on this machine, and the rate
+        what a longer one costs."""
+        procs, iters = (10, 10) if self.quick else (10, 20)
+        src = os.path.join(self.work, "lease-src")
+        mnt = os.path.join(self.work, "lease-mnt")
+        res = {load: {str(ms): [] for ms in self.LEASES_MS} for load in ("idle", "loaded")}
+        try:
+            for rep, load, ms in ((rep, load, ms) for rep in range(self.runs)
+                                  for load in ("idle", "loaded")
+                                  for ms in rotated(self.LEASES_MS, rep)):
+                    d = self.mount("lockfs", src, mnt, extra=["-o", f"lease={ms}"])
+                    hogs = []
+                    try:
+                        if load == "loaded":
+                            # Twice as many busy processes as CPUs: a shell
+                            # can now lose its CPU between its child's exit
+                            # and its own write.
+                            hogs = [subprocess.Popen([PY, "-c", "while True: pass"])
+                                    for _ in range(2 * (os.cpu_count() or 1))]
+                        with open(os.path.join(src, "c"), "w") as f:
+                            f.write("0")
+                        argv = ["bash", "-c", self.SHELL_COUNTER, "counter", str(iters)]
+                        self.note_cmd("lease shell counter", argv)
+                        t0 = time.monotonic()
+                        ps = [subprocess.Popen(argv, cwd=mnt, stdout=subprocess.DEVNULL,
+                                               stderr=subprocess.PIPE, text=True)
+                              for _ in range(procs)]
+                        errors = 0
+                        for p in ps:
+                            _, err = p.communicate(timeout=600)
+                            errors += err.count("\n")
+                        wall = time.monotonic() - t0
+                        for h in hogs:
+                            h.kill()
+                            h.wait()
+                        hogs = []
+                        blocked = self.lease_cost(mnt)
+                    finally:
+                        for h in hogs:
+                            h.kill()
+                            h.wait()
+                        self.unmount(d)
+                    with open(os.path.join(src, "c")) as f:
+                        text = f.read().strip()
+                    final = int(text) if text.isdigit() else None
+                    r = {"wall": wall, "rate": procs * iters / wall, "final": final,
+                         "lost": procs * iters - final if final is not None else None,
+                         "stderr_lines": errors, "writer_wait": blocked}
+                    res[load][str(ms)].append(r)
+                    self.log(f"lease rep {rep + 1} {load} {ms} ms: final {final} of {procs * iters}, "
+                             f"{r['rate']:.0f}/s, writer after a reader waited "
+                             f"{blocked * 1000:.1f} ms")
+        finally:
+            shutil.rmtree(src, ignore_errors=True)
+        self.section("lease", {"procs": procs, "iters": iters, "leases_ms": self.LEASES_MS,
+                               "runs": res})
+
+    def lease_cost(self, mnt):
+        """What a lease costs: a process reads the file and then does
+        nothing more with it (it stays alive); another process then opens
+        the file for writing. Returns how long that open waited."""
+        reader = subprocess.Popen(
+            [PY, "-c", "import sys, time\nopen('c').read()\nprint('read', flush=True)\n"
+             "sys.stdin.read()"],
+            cwd=mnt, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        try:
+            if reader.stdout.readline().strip() != "read":
+                raise RuntimeError("the lease reader failed")
+            t0 = time.monotonic()
+            fd = os.open(os.path.join(mnt, "c"), os.O_WRONLY)
+            waited = time.monotonic() - t0
+            os.close(fd)
+        finally:
+            reader.stdin.close()
+            reader.wait(timeout=30)
+        return waited
 
     # ---- requests per operation ------------------------------------------
 
