@@ -6,8 +6,11 @@
  *     holding its statistics, in a chained hash keyed by file id. Only files
  *     with holds or parked requests carry a struct fstate (holders, queue);
  *     it is freed as soon as the file is idle, so an idle file costs its
- *     record (136 bytes) plus a hash slot. The wait histogram is allocated
- *     the first time a parked request of the file is decided.
+ *     record (72 bytes) plus a hash slot. The record keeps only the
+ *     counters that grants, hold ends and contentions move; those of waits,
+ *     peeks and failures, with the wait histogram, live in one block
+ *     (struct fstats_rare) allocated the first time one of them moves,
+ *     which most files never see.
  *   - Owners (struct owner) live in a hash keyed by owner id, only while they
  *     hold something, wait, or are needed for an inheritance (a dead owner
  *     whose handles are still open, or the live heir it names).
@@ -183,43 +186,61 @@ enum dl_kind {
 	             waiter times out hands the file over instead of failing it */
 	DL_WAIT,
 };
-#define DL_NONE SIZE_MAX
+/* Heap slots are 32-bit so that struct dl fits in 16 bytes (every hold and
+ * waiter embeds one). heap_reserve keeps the number of holds and waiters
+ * below DL_NONE, which also bounds the 32-bit counts in struct fstate. */
+#define DL_NONE UINT32_MAX
 
 /* An entry of the deadline heap, embedded in a hold or a waiter. */
 struct dl {
 	uint64_t when;
-	size_t idx;             /* slot in the heap, DL_NONE when not in it */
+	uint32_t idx;           /* slot in the heap, DL_NONE when not in it */
 	unsigned char kind;
 };
 
-/* What a file with holds or parked requests needs beyond its statistics. */
+/* What a file with holds or parked requests needs beyond its statistics.
+ * The counts are 32-bit: they count holds and waiters, of which there are
+ * fewer than DL_NONE (see heap_reserve). The small fields come last so that
+ * they share one word. */
 struct fstate {
 	struct dlist holds;     /* struct hold.f_link, in grant order */
 	struct dlist queue;     /* struct waiter.q_link, FIFO */
 	struct dlist active;    /* in lock_table.active */
 	struct frec *f;         /* the record this belongs to */
-	unsigned n_excl;        /* holds of class LT_EXCL (leases included) */
-	unsigned n_shared;      /* holds of class LT_SHARED */
-	size_t n_wait;
 	struct frec *dirty_next;
+	uint64_t walk_epoch;
+	uint32_t n_excl;        /* holds of class LT_EXCL (leases included) */
+	uint32_t n_shared;      /* holds of class LT_SHARED */
+	uint32_t n_wait;
 	bool dirty;
 	unsigned char walk_level; /* deadlock walk memo, valid for walk_epoch */
-	uint64_t walk_epoch;
 };
 
+/* The counters every grant and every hold end moves, kept in the record.
+ * Contentions would belong with the rare ones, but the record has room for
+ * them within its malloc chunk, and here an allocation failure cannot lose
+ * one. */
 struct fstats {
-	uint64_t acquisitions, contentions, waits;
-	uint64_t wait_total, wait_min, wait_max;
+	uint64_t acquisitions, contentions;
 	uint64_t holds, hold_total, hold_max;
+};
+
+/* The counters only waits, peeks and failures move. Most files never need
+ * them, so they live apart, allocated by file_rare() on first use; a file
+ * without this block reports zeros for all of them. */
+struct fstats_rare {
+	uint64_t waits;
+	uint64_t wait_total, wait_min, wait_max;
 	uint64_t fail_eagain, fail_edeadlk, fail_timeout, fail_intr;
 	uint64_t peeks;
+	uint32_t hist[LT_HIST_BUCKETS];
 };
 
 struct frec {
 	struct hlink hl;        /* lock_table.files */
 	lt_file_t id;
 	struct fstate *st;      /* NULL while the file is idle */
-	uint32_t *hist;         /* LT_HIST_BUCKETS, NULL until a wait is decided */
+	struct fstats_rare *rare; /* NULL until one of its counters moves */
 	struct fstats s;
 };
 
@@ -284,6 +305,18 @@ struct mark {
 	bool gone;
 };
 _Static_assert(sizeof(struct mark) == LT_MARK_BYTES, "LT_MARK_BYTES is stale");
+
+/* Each record is one malloc chunk; these keep a held file's three records
+ * (frec, fstate, hold) in chunks of 80, 96 and 112 bytes on 64-bit glibc,
+ * whose chunk is the request plus 8, rounded up to 16. */
+#if UINTPTR_MAX == UINT64_MAX
+_Static_assert(sizeof(struct frec) <= 72, "struct frec outgrew its chunk");
+_Static_assert(sizeof(struct fstate) <= 88, "struct fstate outgrew its chunk");
+_Static_assert(sizeof(struct hold) <= 104, "struct hold outgrew its chunk");
+_Static_assert(sizeof(struct waiter) <= 88, "struct waiter outgrew its chunk");
+#endif
+_Static_assert(sizeof(((struct fstats_rare *)0)->hist) ==
+	       sizeof(((struct lt_stats *)0)->wait_hist), "histogram sizes differ");
 
 struct lock_table {
 	struct htab files, owners, holds, waiters, marks;
@@ -358,7 +391,7 @@ static bool dl_before(const struct dl *a, const struct dl *b)
 static void heap_set(struct lock_table *t, size_t i, struct dl *d)
 {
 	t->heap[i] = d;
-	d->idx = i;
+	d->idx = (uint32_t)i;
 }
 
 static void heap_up(struct lock_table *t, size_t i)
@@ -395,13 +428,17 @@ static void heap_down(struct lock_table *t, size_t i)
 	heap_set(t, i, d);
 }
 
-/* Keeps room for one entry per hold and waiter, the most there can be. */
+/* Keeps room for one entry per hold and waiter, the most there can be.
+ * Every hold and waiter is created after this succeeds, so refusing here
+ * is what keeps their number, and so every heap slot, below DL_NONE. */
 static int heap_reserve(struct lock_table *t)
 {
 	size_t need = t->holds.n + t->waiters.n + 1;
 	size_t cap;
 	struct dl **h;
 
+	if (need >= DL_NONE)
+		return -ENOMEM;
 	if (t->heap_cap >= need)
 		return 0;
 	cap = t->heap_cap ? t->heap_cap * 2 : 64;
@@ -512,11 +549,22 @@ static void file_settle(struct lock_table *t, struct frec *f)
 	f->st = NULL;
 }
 
+/* Without memory the event goes uncounted (it is tried again at the next
+ * one); whatever decision is being made goes on regardless. */
+static struct fstats_rare *file_rare(struct frec *f)
+{
+	if (!f->rare)
+		f->rare = calloc(1, sizeof(*f->rare));
+	return f->rare;
+}
+
 static void stats_wait(struct frec *f, uint64_t d, int status)
 {
-	struct fstats *s = &f->s;
+	struct fstats_rare *s = file_rare(f);
 	unsigned b = 0;
 
+	if (!s)
+		return;
 	s->waits++;
 	s->wait_total += d;
 	if (s->waits == 1 || d < s->wait_min)
@@ -527,15 +575,32 @@ static void stats_wait(struct frec *f, uint64_t d, int status)
 		s->fail_timeout++;
 	else if (status == -EINTR)
 		s->fail_intr++;
-	if (!f->hist)
-		f->hist = calloc(LT_HIST_BUCKETS, sizeof(*f->hist));
-	if (!f->hist)
-		return;
 	if (d > 1)
 		b = 63 - (unsigned)__builtin_clzll(d);
 	if (b >= LT_HIST_BUCKETS)
 		b = LT_HIST_BUCKETS - 1;
-	f->hist[b]++;
+	s->hist[b]++;
+}
+
+/* The counters below live in the rare block; see file_rare(). */
+static void stats_peek(struct frec *f)
+{
+	struct fstats_rare *s = file_rare(f);
+
+	if (s)
+		s->peeks++;
+}
+
+static void stats_refusal(struct frec *f, int status)
+{
+	struct fstats_rare *s = file_rare(f);
+
+	if (!s)
+		return;
+	if (status == -EAGAIN)
+		s->fail_eagain++;
+	else if (status == -EDEADLK)
+		s->fail_edeadlk++;
 }
 
 /* ----------------------------------------------------------------- marks */
@@ -732,7 +797,7 @@ static struct hold *hold_find(const struct lock_table *t, lt_file_t f, lt_owner_
 
 static void count_hold(struct fstate *st, enum lt_class cls, bool add)
 {
-	unsigned *n = cls == LT_EXCL ? &st->n_excl : &st->n_shared;
+	uint32_t *n = cls == LT_EXCL ? &st->n_excl : &st->n_shared;
 
 	if (add)
 		(*n)++;
@@ -1215,7 +1280,7 @@ static void frec_extra(void *p)
 	struct frec *f = p;
 
 	free(f->st);
-	free(f->hist);
+	free(f->rare);
 }
 
 void lt_free(struct lock_table *t)
@@ -1351,13 +1416,13 @@ int lt_acquire(struct lock_table *t, struct lt_request *req, uint64_t now)
 					owner_arm_retry(t, o, asked->id, f->id);
 					rc = -ESTALE;
 				} else {
-					asked->s.peeks++;
+					stats_peek(asked);
 					rc = LT_PEEK;
 				}
 				goto out;
 			}
-			asked->s.fail_eagain++;
 			rc = -EAGAIN;
+			stats_refusal(asked, rc);
 			goto out;
 		}
 		/* A read that waits ends the lease first: the lease may be
@@ -1372,8 +1437,8 @@ int lt_acquire(struct lock_table *t, struct lt_request *req, uint64_t now)
 	}
 	if (would_deadlock(t, f, o, cls,
 			   !upgrade && f->st && !dl_empty(&f->st->queue))) {
-		asked->s.fail_edeadlk++;
 		rc = -EDEADLK;
+		stats_refusal(asked, rc);
 		goto out;
 	}
 	rc = park(t, req, f, asked, o, cls, upgrade, moved);
@@ -1627,25 +1692,26 @@ struct lt_request *lt_take_decided(struct lock_table *t)
 
 static void stats_fill(const struct frec *f, struct lt_stats *out)
 {
-	const struct fstats *s = &f->s;
+	const struct fstats_rare *r = f->rare;
 
 	memset(out, 0, sizeof(*out));
-	out->acquisitions = s->acquisitions;
-	out->contentions = s->contentions;
-	out->waits = s->waits;
-	out->wait_total_ns = s->wait_total;
-	out->wait_min_ns = s->waits ? s->wait_min : 0;
-	out->wait_max_ns = s->wait_max;
-	out->holds = s->holds;
-	out->hold_total_ns = s->hold_total;
-	out->hold_max_ns = s->hold_max;
-	out->fail_eagain = s->fail_eagain;
-	out->fail_edeadlk = s->fail_edeadlk;
-	out->fail_timeout = s->fail_timeout;
-	out->fail_intr = s->fail_intr;
-	out->peeks = s->peeks;
-	if (f->hist)
-		memcpy(out->wait_hist, f->hist, sizeof(out->wait_hist));
+	out->acquisitions = f->s.acquisitions;
+	out->contentions = f->s.contentions;
+	out->holds = f->s.holds;
+	out->hold_total_ns = f->s.hold_total;
+	out->hold_max_ns = f->s.hold_max;
+	if (!r)
+		return;
+	out->waits = r->waits;
+	out->wait_total_ns = r->wait_total;
+	out->wait_min_ns = r->waits ? r->wait_min : 0;
+	out->wait_max_ns = r->wait_max;
+	out->fail_eagain = r->fail_eagain;
+	out->fail_edeadlk = r->fail_edeadlk;
+	out->fail_timeout = r->fail_timeout;
+	out->fail_intr = r->fail_intr;
+	out->peeks = r->peeks;
+	memcpy(out->wait_hist, r->hist, sizeof(out->wait_hist));
 }
 
 int lt_stats_get(const struct lock_table *t, lt_file_t file, struct lt_stats *out)
@@ -1689,8 +1755,8 @@ void lt_stats_reset(struct lock_table *t)
 			struct frec *f = container_of(*p, struct frec, hl);
 
 			memset(&f->s, 0, sizeof(f->s));
-			free(f->hist);
-			f->hist = NULL;
+			free(f->rare);
+			f->rare = NULL;
 			if (f->st) {
 				p = &(*p)->next;
 				continue;
