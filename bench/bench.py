@@ -188,6 +188,20 @@ class Bench:
             t[name] = (mnt, src, d)
         return t
 
+    def daemon_state(self, d):
+        """What a failure report needs to know about the daemon behind it:
+        whether it still runs, whether its mount is still there, and the
+        end of its log."""
+        if d is None:
+            return ""
+        try:
+            with open(d.log) as f:
+                tail = f.read()[-1500:]
+        except OSError as e:
+            tail = str(e)
+        return (f"\n[{d.kind} daemon pid {d.proc.pid}: exit status {d.proc.poll()}, "
+                f"mounted {is_mounted(d.mnt)}; log tail:]\n{tail}")
+
     def teardown_targets(self, t):
         for name, (_, src, d) in t.items():
             if d:
@@ -197,7 +211,7 @@ class Bench:
 
     # ---- 1. counter ------------------------------------------------------
 
-    def counter_once(self, variant, dirpath, srcpath, n, iters):
+    def counter_once(self, variant, dirpath, srcpath, n, iters, daemon=None):
         with open(os.path.join(srcpath, "c"), "w") as f:
             f.write("0")
         self.settle()
@@ -218,7 +232,8 @@ class Bench:
         for p in procs:
             out, err = p.communicate()
             if p.returncode != 0:
-                raise RuntimeError(f"counter worker exited {p.returncode}: {err}")
+                raise RuntimeError(f"counter worker exited {p.returncode}: {err}"
+                                   + self.daemon_state(daemon))
             s, e, t = out.split()
             starts.append(float(s))
             ends.append(float(e))
@@ -253,7 +268,7 @@ class Bench:
                         script = variants[v]
                         target = "lockfs" if v == "lockfs" else "plain"
                         d, src, _ = t[target]
-                        r = self.counter_once(script, d, src, n, iters)
+                        r = self.counter_once(script, d, src, n, iters, t[target][2])
                         res[v][str(n)].append(r)
                         self.log(f"counter rep {rep + 1} N={n} {v}: {r['rate']:.0f}/s "
                                  f"final {r['final']} of {r['done']} torn {r['torn']}")
