@@ -23,7 +23,7 @@ struct lockfs_config {
 	unsigned lock_timeout_ms; /* -o lock_timeout=SECS, 0 = wait forever */
 	char *policy_file;      /* -o policy=FILE */
 	struct policy *policy;  /* parsed policy_file, NULL if none */
-	unsigned max_threads;   /* -o max_threads=N (default 64) */
+	unsigned threads;       /* -o threads=N (default 8) */
 };
 
 #define LOCKFS_DEFAULT_LEASE_MS 250

@@ -30,6 +30,7 @@
 #include "log.h"
 #include "passthrough.h"
 #include "policy.h"
+#include "workers.h"
 
 #include <fuse_opt.h>
 
@@ -50,18 +51,11 @@
 #endif
 
 #define DEFAULT_CACHE_TIMEOUT 1.0
-#define DEFAULT_MAX_THREADS 64u
+#define DEFAULT_THREADS 8u
 /* Limits that keep every value representable where it ends up: lock
  * timeouts become unsigned milliseconds, cache timeouts kernel seconds. */
 #define MAX_TIMEOUT_SECS 4294967.0
 #define MAX_CACHE_SECS 1e9
-#define MAX_THREADS_LIMIT 100000u
-
-/* FUSE_USE_VERSION 34 (the project's API level) maps fuse_session_loop_mt to
- * the 3.2 entry point, whose configuration has no thread limit. The 3.12
- * entry point takes the opaque configuration made by fuse_loop_cfg_create(),
- * which every libfuse >= 3.12 exports; meson requires >= 3.14. */
-int fuse_session_loop_mt_312(struct fuse_session *se, struct fuse_loop_config *config);
 
 /* Everything the command line decides; main() owns it, single-threaded until
  * the session starts, read-only afterwards. */
@@ -88,7 +82,7 @@ enum {
 	KEY_POLICY,
 	KEY_ENTRY_TIMEOUT,
 	KEY_ATTR_TIMEOUT,
-	KEY_MAX_THREADS,
+	KEY_THREADS,
 	KEY_NEEDS_VALUE,
 	KEY_FSNAME,
 	KEY_SUBTYPE,
@@ -112,7 +106,7 @@ static const struct fuse_opt lockfs_opts[] = {
 	FUSE_OPT_KEY("policy=", KEY_POLICY),
 	FUSE_OPT_KEY("entry_timeout=", KEY_ENTRY_TIMEOUT),
 	FUSE_OPT_KEY("attr_timeout=", KEY_ATTR_TIMEOUT),
-	FUSE_OPT_KEY("max_threads=", KEY_MAX_THREADS),
+	FUSE_OPT_KEY("threads=", KEY_THREADS),
 	/* Without "=VALUE" these would reach libfuse and be reported as
 	 * unknown, which hides what is really wrong. */
 	FUSE_OPT_KEY("lease", KEY_NEEDS_VALUE),
@@ -120,7 +114,7 @@ static const struct fuse_opt lockfs_opts[] = {
 	FUSE_OPT_KEY("policy", KEY_NEEDS_VALUE),
 	FUSE_OPT_KEY("entry_timeout", KEY_NEEDS_VALUE),
 	FUSE_OPT_KEY("attr_timeout", KEY_NEEDS_VALUE),
-	FUSE_OPT_KEY("max_threads", KEY_NEEDS_VALUE),
+	FUSE_OPT_KEY("threads", KEY_NEEDS_VALUE),
 	FUSE_OPT_KEY("fsname=", KEY_FSNAME),
 	FUSE_OPT_KEY("subtype=", KEY_SUBTYPE),
 	/* Options that only mean something to mount(8), systemd or
@@ -321,13 +315,13 @@ static int opt_proc(void *data, const char *arg, int key, struct fuse_args *outa
 		else
 			cfg->attr_timeout = d;
 		return 0;
-	case KEY_MAX_THREADS:
-		err = parse_uint(arg, MAX_THREADS_LIMIT, &u);
+	case KEY_THREADS:
+		err = parse_uint(arg, WORKERS_MAX, &u);
 		if (!err && u == 0)
 			err = -ERANGE;
 		if (err)
-			return bad_value(arg, err, "a whole number from 1 to 100000");
-		cfg->max_threads = (unsigned)u;
+			return bad_value(arg, err, "a whole number from 1 to 1024");
+		cfg->threads = (unsigned)u;
 		return 0;
 	case KEY_NEEDS_VALUE:
 		fail("option -o %s needs a value (-o %s=VALUE, see lockfs --help)", arg, arg);
@@ -376,7 +370,8 @@ static void print_help(void)
 "                           (default: none, every file is locked exclusively)\n"
 "    -o entry_timeout=SECS  how long the kernel caches names (default: %.1f)\n"
 "    -o attr_timeout=SECS   how long the kernel caches attributes (default: %.1f)\n"
-"    -o max_threads=N       worker threads at most (default: %u)\n"
+"    -o threads=N           request threads, all started at mount; waiting opens\n"
+"                           use none (default: %u)\n"
 "    -o fuse_debug          libfuse's request trace on stderr, implies -f\n"
 "                           (default: off; -o debug is the same)\n"
 "\n"
@@ -393,7 +388,7 @@ static void print_help(void)
 "    -o max_read=N          largest read request in bytes (default: kernel's)\n"
 "The following libfuse options are all off by default:\n",
 	       LOCKFS_DEFAULT_LEASE_MS, DEFAULT_CACHE_TIMEOUT, DEFAULT_CACHE_TIMEOUT,
-	       DEFAULT_MAX_THREADS);
+	       DEFAULT_THREADS);
 	fflush(stdout);
 	fuse_lowlevel_help();
 	printf(
@@ -681,18 +676,9 @@ static int add_fuse_args(struct fuse_args *args, const struct cmdline *cl,
 
 static int run_loop(struct fuse_session *se, const struct lockfs_config *cfg)
 {
-	struct fuse_loop_config *lc;
-	int r;
-
 	if (cfg->single_thread)
 		return fuse_session_loop(se);
-	lc = fuse_loop_cfg_create();
-	if (!lc)
-		return -ENOMEM;
-	fuse_loop_cfg_set_max_threads(lc, cfg->max_threads);
-	r = fuse_session_loop_mt_312(se, lc);
-	fuse_loop_cfg_destroy(lc);
-	return r;
+	return workers_run(se, cfg->threads);
 }
 
 static void free_config(struct lockfs_config *cfg)
@@ -715,7 +701,7 @@ int main(int argc, char *argv[])
 			.attr_timeout = DEFAULT_CACHE_TIMEOUT,
 			.lease_ms = LOCKFS_DEFAULT_LEASE_MS,
 			.lock_timeout_ms = 0,
-			.max_threads = DEFAULT_MAX_THREADS,
+			.threads = DEFAULT_THREADS,
 		},
 	};
 	struct lockfs_config *cfg = &cl.cfg;

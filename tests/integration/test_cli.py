@@ -143,7 +143,7 @@ class CliErrors(LockfsTestCase):
             "lock_timeout": ["abc", "-1", "1e3", "inf", "nan", "4294968", "1.2.3", "", "5s"],
             "entry_timeout": ["x", "-0.5", "inf", "1e400", "5s", ""],
             "attr_timeout": ["nan", "-1", "2;5", "1" + "0" * 400],
-            "max_threads": ["0", "-4", "abc", "1.5", "100001", "99999999999999999999999"],
+            "threads": ["0", "-4", "abc", "1.5", "1025", "99999999999999999999999"],
         }
         for name, values in cases.items():
             for v in values:
@@ -155,7 +155,7 @@ class CliErrors(LockfsTestCase):
 
     def test_lockfs_option_without_value(self):
         for name in ["lease", "lock_timeout", "policy", "entry_timeout", "attr_timeout",
-                     "max_threads"]:
+                     "threads"]:
             with self.subTest(option=name):
                 self.expect_error([self.src, self.mnt, "-o", name], name, "value")
 
@@ -261,7 +261,7 @@ class CliInfo(LockfsTestCase):
             "policy": "none",
             "entry_timeout": "1.0",
             "attr_timeout": "1.0",
-            "max_threads": "64",
+            "threads": "8",
             "fuse_debug": "off",
             "fsname": "SOURCE",
             "subtype": "lockfs",
@@ -356,7 +356,7 @@ class CliMounting(LockfsTestCase):
 
     def test_valid_options_accepted(self):
         opts = ["lease=0", "lock_timeout=0.5", "entry_timeout=0", "attr_timeout=2.5",
-                "max_threads=1", "fsname=my-fs", "noatime", "rw", "dev", "suid",
+                "threads=1", "fsname=my-fs", "noatime", "rw", "dev", "suid",
                 "noauto", "_netdev", "x-systemd.automount", "default_permissions"]
         for args in ([], ["-s"]):
             with self.subTest(args=args):

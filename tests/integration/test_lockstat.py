@@ -324,6 +324,54 @@ class TestHoldersAndWaiters(LockstatCase):
             self.assertGreater(counter[0]["contentions"], 0)
 
 
+# n threads of one process each open the file to read (each thread is an
+# owner of its own, so each is a waiter while the file is held), then close.
+MANY_READERS = r'''
+import os, sys, threading
+def body():
+    fd = os.open(sys.argv[1], os.O_RDONLY)
+    os.close(fd)
+ts = [threading.Thread(target=body) for _ in range(int(sys.argv[2]))]
+for t in ts:
+    t.start()
+for t in ts:
+    t.join()
+print("done", len(ts), flush=True)
+'''
+
+
+class TestThreads(LockstatCase):
+
+    @staticmethod
+    def daemon_threads(m):
+        with open("/proc/%d/status" % m.pid) as f:
+            for line in f:
+                if line.startswith("Threads:"):
+                    return int(line.split()[1])
+        raise AssertionError("no Threads line for pid %d" % m.pid)
+
+    def test_waiters_cost_no_threads(self):
+        """A hundred opens waiting on one file leave the daemon with exactly
+        the threads it had before they came: they wait in the lock table,
+        and the request threads (-o threads=N) are all started at mount."""
+        idle = {}
+        for n in (2, 5):
+            with self.subTest(threads=n), Mount(["threads=%d" % n, "lease=0"]) as m:
+                # Served through the mount, so the pool is running.
+                with open(m.path("data.txt"), "w") as f:
+                    f.write("x")
+                idle[n] = self.daemon_threads(m)
+                holder = self.hold(m, "data.txt")
+                readers = self.spawn(MANY_READERS, "data.txt", "100", cwd=m.mnt)
+                self.poll(m, lambda d: len(d["waiters"]) == 100, "100 waiters")
+                self.assertEqual(self.daemon_threads(m), idle[n])
+                self.release(holder)
+                self.assertEqual(holder.wait(timeout=30), 0)
+                self.finish(readers, "done 100")
+                self.assertEqual(self.daemon_threads(m), idle[n])
+        self.assertEqual(idle[5] - idle[2], 3)
+
+
 class TestStatistics(LockstatCase):
 
     def contended_run(self, m, name, hold_extra=0.5):
