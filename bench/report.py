@@ -16,7 +16,7 @@ import subprocess
 import sys
 
 TARGET_NAMES = {"plain": "plain directory", "pll": "passthrough_ll",
-                "lockfs-none": "lockfs, policy `** none`", "lockfs": "lockfs (default)"}
+                "lockfs-none": "lockfs, every path policy none", "lockfs": "lockfs (default)"}
 TARGETS = ["plain", "pll", "lockfs-none", "lockfs"]
 FIO_JOBS = [("seqwrite", "sequential write, 1 MiB blocks", "MiB/s"),
             ("seqread_warm", "sequential read, warm (file in the page cache)", "MiB/s"),
