@@ -1230,17 +1230,17 @@ static bool process_has_fd_on(struct passthrough *pt, pid_t tgid, ino_t ino)
 
 /* FLUSH comes at every close() of a handle that holds a lock (the others
  * are opened with noflush). When the opening process closes its last
- * descriptor of the file, its critical section is over: the lock goes now, before close() returns, so
- * that whatever the program does next (open another file, tell another
- * process to go on) finds it free. Waiting for RELEASE instead would leave
- * the lock held for an unpredictable moment after close(), because the
- * kernel sends RELEASE asynchronously, and only when the last reference
- * goes: a program that mapped a file (the dynamic loader and its libraries)
- * keeps one until it exits. A write handle whose file the process still
- * maps shared and writable keeps its lock until RELEASE, since writes
- * through the mapping go on (mmap() wants O_RDWR for that, so only such
- * handles pay for reading the process's maps). A child that inherited the descriptor closing
- * its copy does not count.
+ * descriptor of the file, its critical section is over: the lock goes now,
+ * before close() returns, so that whatever the program does next (open
+ * another file, tell another process to go on) finds it free. Waiting for
+ * RELEASE instead would leave the lock held for an unpredictable moment
+ * after close(), because the kernel sends RELEASE asynchronously, and only
+ * when the last reference goes: a program that mapped a file (the dynamic
+ * loader and its libraries) keeps one until it exits. A write handle whose
+ * file the process still maps shared and writable keeps its lock until
+ * RELEASE, since writes through the mapping go on (mmap() wants O_RDWR for
+ * that, so only such handles pay for reading the process's maps). A child
+ * that inherited the descriptor closing its copy does not count.
  *
  * POSIX record locks belong to the process and go at its first close of any
  * descriptor of the file; the kernel passes that process's lock owner here,
