@@ -267,8 +267,8 @@ class Bench:
                     for v in rotated(variants, rep):
                         script = variants[v]
                         target = "lockfs" if v == "lockfs" else "plain"
-                        d, src, _ = t[target]
-                        r = self.counter_once(script, d, src, n, iters, t[target][2])
+                        dirpath, src, daemon = t[target]
+                        r = self.counter_once(script, dirpath, src, n, iters, daemon)
                         res[v][str(n)].append(r)
                         self.log(f"counter rep {rep + 1} N={n} {v}: {r['rate']:.0f}/s "
                                  f"final {r['final']} of {r['done']} torn {r['torn']}")

@@ -812,7 +812,7 @@ int main(int argc, char *argv[])
 	else if (r > 0)
 		log_debug("signal %d: unmounting", r);
 	else
-		log_debug("unmounted");
+		log_debug("session ended (unmounted, or stopped by a signal)");
 	status = r < 0 ? 1 : 0;
 
 out:

@@ -121,7 +121,6 @@ int workers_run(struct fuse_session *se, unsigned nthreads)
 			log_warn("started %u of %u request threads: %s", started,
 				 nthreads, strerror(-rc));
 		log_debug("serving requests with %u threads", started);
-		rc = 0;
 		wait_for_end(&p);
 		/* Whoever is still reading waits for a request that may never
 		 * come (a signal ended the session, the mount is still there

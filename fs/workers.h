@@ -19,9 +19,10 @@
 /* Starts nthreads (1..WORKERS_MAX) threads serving se and returns when the
  * session ends: unmounted (0), stopped by a signal handler through
  * fuse_session_exit (0), or failed reading the device (-errno). The calling
- * thread only waits; SIGINT, SIGTERM and SIGHUP are blocked in the workers so
- * they reach the caller, whose handlers (fuse_set_signal_handlers) end the
- * session. Returns -errno without serving anything if no thread starts. */
+ * thread only waits; SIGINT, SIGTERM and SIGHUP are blocked in the workers,
+ * so a stop signal lands on a thread that serves no request (usually the
+ * caller), whose handler (fuse_set_signal_handlers) ends the session.
+ * Returns -errno without serving anything if no thread starts. */
 int workers_run(struct fuse_session *se, unsigned nthreads);
 
 #endif
