@@ -6,8 +6,9 @@
  *     holding its statistics, in a chained hash keyed by file id. Only files
  *     with holds or parked requests carry a struct fstate (holders, queue);
  *     it is freed as soon as the file is idle, so an idle file costs its
- *     record (72 bytes) plus a hash slot. The record keeps only the
- *     counters that grants, hold ends and contentions move; those of waits,
+ *     record (88 bytes) plus a hash slot. The record keeps only the
+ *     counters that grants, hold ends and contentions move, and what was
+ *     learned of the file (calm, advisory); those of waits,
  *     peeks and failures, with the wait histogram, live in one block
  *     (struct fstats_rare) allocated the first time one of them moves,
  *     which most files never see.
@@ -184,7 +185,8 @@ static void ht_remove(struct htab *h, struct hlink *l, uint64_t hash)
 enum dl_kind {
 	DL_LEASE, /* sorts first at equal times: a lease ending at the instant a
 	             waiter times out hands the file over instead of failing it */
-	DL_WAIT,
+	DL_LONG,  /* an update-intent read held open turns long (shares) */
+	DL_WAIT,  /* a waiter's lock timeout, or its time to break readers */
 };
 /* Heap slots are 32-bit so that struct dl fits in 16 bytes (every hold and
  * waiter embeds one). heap_reserve keeps the number of holds and waiters
@@ -209,8 +211,11 @@ struct fstate {
 	struct frec *f;         /* the record this belongs to */
 	struct frec *dirty_next;
 	uint64_t walk_epoch;
-	uint32_t n_excl;        /* holds of class LT_EXCL (leases included) */
-	uint32_t n_shared;      /* holds of class LT_SHARED */
+	/* Holds that are not broken, by class (leases included); long
+	 * update-intent holds count as shared (see count_hold). */
+	uint32_t n_excl;
+	uint32_t n_shared;
+	uint32_t n_update;
 	uint32_t n_wait;
 	bool dirty;
 	unsigned char walk_level; /* deadlock walk memo, valid for walk_epoch */
@@ -233,6 +238,7 @@ struct fstats_rare {
 	uint64_t wait_total, wait_min, wait_max;
 	uint64_t fail_eagain, fail_edeadlk, fail_timeout, fail_intr;
 	uint64_t peeks;
+	uint64_t joins, broken, calm_learned, advisory_passes;
 	uint32_t hist[LT_HIST_BUCKETS];
 };
 
@@ -242,6 +248,9 @@ struct frec {
 	struct fstate *st;      /* NULL while the file is idle */
 	struct fstats_rare *rare; /* NULL until one of its counters moves */
 	struct fstats s;
+	uint64_t last_write;    /* last write or barrier granted; 0: never */
+	bool calm;              /* learned: readers share (locktable.h) */
+	bool advisory;          /* programs lock it themselves */
 };
 
 struct owner {
@@ -266,6 +275,9 @@ struct owner {
 	lt_file_t retry_from, retry_to;
 	struct owner *dirty_next;
 	uint64_t walk_epoch;
+	/* Its process, then that process's ancestors, as its last request
+	 * named them (or as lt_owner_exit2 named an heir's process). */
+	lt_proc_t family[LT_FAMILY_MAX];
 };
 
 struct hold {
@@ -280,6 +292,13 @@ struct hold {
 	unsigned handles;       /* 0: a lease */
 	unsigned wr_handles;    /* of them, writes and barriers (for peeks) */
 	enum lt_class cls;
+	/* Granted by joining a hold of its program whose section ends then
+	 * (the joined lease's end); 0: not bounded. */
+	uint64_t section_end;
+	bool inherited;         /* passed on by an exited owner */
+	bool joined;            /* granted by joining its program's hold */
+	bool long_;             /* an update-intent read held long: shares */
+	bool broken;            /* a waiting writer stopped waiting for it */
 };
 
 struct waiter {
@@ -289,8 +308,10 @@ struct waiter {
 	struct owner *o;
 	struct dlist q_link, o_link;
 	struct dl dl;           /* in the heap when req->deadline != 0 */
-	enum lt_class cls;      /* effective: barriers are exclusive */
+	enum lt_class cls;      /* as asked, but barriers are exclusive */
 	bool stale;             /* moved here by lt_replace or a mark */
+	bool broke;             /* it broke the readers in its way already */
+	uint64_t break_at;      /* when it breaks them; 0: never */
 };
 
 /* A marked file (replaced or removed, see "marks" in locktable.h), or a
@@ -307,13 +328,13 @@ struct mark {
 _Static_assert(sizeof(struct mark) == LT_MARK_BYTES, "LT_MARK_BYTES is stale");
 
 /* Each record is one malloc chunk; these keep a held file's three records
- * (frec, fstate, hold) in chunks of 80, 96 and 112 bytes on 64-bit glibc,
+ * (frec, fstate, hold) in chunks of 96, 112 and 128 bytes on 64-bit glibc,
  * whose chunk is the request plus 8, rounded up to 16. */
 #if UINTPTR_MAX == UINT64_MAX
-_Static_assert(sizeof(struct frec) <= 72, "struct frec outgrew its chunk");
-_Static_assert(sizeof(struct fstate) <= 88, "struct fstate outgrew its chunk");
-_Static_assert(sizeof(struct hold) <= 104, "struct hold outgrew its chunk");
-_Static_assert(sizeof(struct waiter) <= 88, "struct waiter outgrew its chunk");
+_Static_assert(sizeof(struct frec) <= 88, "struct frec outgrew its chunk");
+_Static_assert(sizeof(struct fstate) <= 104, "struct fstate outgrew its chunk");
+_Static_assert(sizeof(struct hold) <= 120, "struct hold outgrew its chunk");
+_Static_assert(sizeof(struct waiter) <= 104, "struct waiter outgrew its chunk");
 #endif
 _Static_assert(sizeof(((struct fstats_rare *)0)->hist) ==
 	       sizeof(((struct lt_stats *)0)->wait_hist), "histogram sizes differ");
@@ -331,6 +352,7 @@ struct lock_table {
 	uint64_t epoch;         /* of the current deadlock walk */
 	struct waiter **walk_stack;
 	size_t walk_n;
+	struct lt_config cfg;
 };
 
 static uint64_t frec_hash(const struct hlink *l)
@@ -379,6 +401,11 @@ static uint64_t sat_add(uint64_t a, uint64_t b)
 static bool is_read(unsigned flags)
 {
 	return !(flags & (LT_F_WRITE | LT_F_BARRIER));
+}
+
+static bool req_is_read(const struct lt_request *req)
+{
+	return is_read(req->flags);
 }
 
 /* ------------------------------------------------------------------ heap */
@@ -795,15 +822,188 @@ static struct hold *hold_find(const struct lock_table *t, lt_file_t f, lt_owner_
 	return NULL;
 }
 
-static void count_hold(struct fstate *st, enum lt_class cls, bool add)
+/* Which counter of its file a hold is in: none when broken; long
+ * update-intent holds share. */
+static uint32_t *hold_counter(struct fstate *st, const struct hold *h)
 {
-	uint32_t *n = cls == LT_EXCL ? &st->n_excl : &st->n_shared;
+	if (h->broken)
+		return NULL;
+	if (h->cls == LT_EXCL)
+		return &st->n_excl;
+	if (h->cls == LT_UPDATE && !h->long_)
+		return &st->n_update;
+	return &st->n_shared;
+}
 
+/* Call with add = false before changing cls, long_ or broken, and with add
+ * = true after. */
+static void count_hold(struct fstate *st, const struct hold *h, bool add)
+{
+	uint32_t *n = hold_counter(st, h);
+
+	if (!n)
+		return;
 	if (add)
 		(*n)++;
 	else
 		(*n)--;
 }
+
+/* ---------------------------------------------------------------- programs */
+
+/* What a hold acts as now: update intent shares on a calm file and once
+ * held long. Broken holds act as nothing (callers check first). */
+static enum lt_class hold_class(const struct hold *h)
+{
+	if (h->cls == LT_UPDATE && (h->long_ || h->f->calm))
+		return LT_SHARED;
+	return h->cls;
+}
+
+/* What a request acts as on `f`: barriers are exclusive, and update intent
+ * is shared on a calm file. */
+static enum lt_class req_class(const struct frec *f, enum lt_class cls, unsigned flags)
+{
+	if (flags & LT_F_BARRIER)
+		return LT_EXCL;
+	if (cls == LT_UPDATE && f->calm)
+		return LT_SHARED;
+	return cls;
+}
+
+static bool classes_conflict(enum lt_class held, enum lt_class asked)
+{
+	if (held == LT_EXCL || asked == LT_EXCL)
+		return true;
+	return held == LT_UPDATE && asked == LT_UPDATE;
+}
+
+/* Whether process p is one of o's ancestors (not o's own process). */
+static bool is_ancestor(const struct owner *o, lt_proc_t p)
+{
+	if (!p)
+		return false;
+	for (unsigned i = 1; i < LT_FAMILY_MAX && o->family[i]; i++)
+		if (o->family[i] == p)
+			return true;
+	return false;
+}
+
+/* Whether a request by `o` (a read unless `flags` say otherwise) may join
+ * hold `h` of another owner: see "Programs" in locktable.h. */
+static bool joinable(const struct hold *h, const struct owner *o, unsigned flags)
+{
+	lt_proc_t hp = h->o->family[0];
+
+	if (!hp || !o->family[0] || h->o == o)
+		return false;
+	if (is_ancestor(o, hp))
+		return true;
+	if (hp == o->family[0])
+		return !is_read(flags) || h->inherited;
+	return false;
+}
+
+/* Does `h` stand in the way of a request by `o` of class `cls` (as it acts
+ * on the file) with `flags`? */
+static bool blocks(const struct hold *h, const struct owner *o, enum lt_class cls,
+		   unsigned flags)
+{
+	if (h->o == o || h->broken || h->f->advisory)
+		return false;
+	if (!classes_conflict(hold_class(h), cls))
+		return false;
+	return !joinable(h, o, flags);
+}
+
+/* Could `o` hold `f` in class `cls` (as it acts there) next to the current
+ * holders? The counters answer the common cases without a walk. */
+static bool compatible(const struct lock_table *t, const struct frec *f,
+		       const struct owner *o, enum lt_class cls, unsigned flags)
+{
+	const struct fstate *st = f->st;
+	const struct dlist *n;
+
+	(void)t;
+	if (!st || f->advisory)
+		return true;
+	if (st->n_excl == 0) {
+		if (cls == LT_SHARED)
+			return true;
+		if (cls == LT_UPDATE && (st->n_update == 0 || f->calm))
+			return true;
+		if (st->n_update == 0 && st->n_shared == 0)
+			return true;
+	}
+	for (n = st->holds.next; n != &st->holds; n = n->next)
+		if (blocks(container_of(n, struct hold, f_link), o, cls, flags))
+			return false;
+	return true;
+}
+
+/* A hold of o's program on f that o's request would join (a lease first:
+ * it bounds the section), or NULL. */
+static struct hold *family_hold(const struct frec *f, const struct owner *o,
+				unsigned flags)
+{
+	struct hold *found = NULL;
+	const struct dlist *n;
+
+	if (!f->st || !o->family[0])
+		return NULL;
+	for (n = f->st->holds.next; n != &f->st->holds; n = n->next) {
+		struct hold *h = container_of(n, struct hold, f_link);
+
+		if (h->broken || !joinable(h, o, flags))
+			continue;
+		if (h->handles == 0)
+			return h;
+		if (!found)
+			found = h;
+	}
+	return found;
+}
+
+/* The file was written (or is about to be): it is hot again. */
+static void file_written(struct lock_table *t, struct frec *f, uint64_t now)
+{
+	f->last_write = now ? now : 1;
+	if (f->calm) {
+		f->calm = false;
+		file_dirty(t, f);
+	}
+}
+
+/* A lease of `h` is ending unused (expired, its owner moved on or died
+ * without heir). When readers wait for it, on a file not written lately,
+ * the file is learned calm. */
+static void learn_calm(struct lock_table *t, struct hold *h, uint64_t now)
+{
+	struct frec *f = h->f;
+	const struct dlist *n;
+	struct fstats_rare *r;
+
+	if (!t->cfg.calm_after_ns || h->cls != LT_UPDATE || f->calm || !f->st ||
+	    h->handles != 0)
+		return;
+	if (f->last_write && now - f->last_write < t->cfg.calm_after_ns)
+		return;
+	for (n = f->st->queue.next; n != &f->st->queue; n = n->next) {
+		const struct waiter *w = container_of(n, struct waiter, q_link);
+
+		if (w->cls == LT_UPDATE && is_read(w->req->flags))
+			break;
+	}
+	if (n == &f->st->queue)
+		return;
+	f->calm = true;
+	r = file_rare(f);
+	if (r)
+		r->calm_learned++;
+	file_dirty(t, f);
+}
+
+/* ----------------------------------------------------------------- holds */
 
 /* A new hold with no handle yet; the caller adds one or makes it a lease. */
 static struct hold *hold_new(struct lock_table *t, struct frec *f, struct owner *o,
@@ -830,7 +1030,7 @@ static struct hold *hold_new(struct lock_table *t, struct frec *f, struct owner 
 	h->dl.kind = DL_LEASE;
 	dl_add_tail(&st->holds, &h->f_link);
 	dl_add_tail(&o->holds, &h->o_link);
-	count_hold(st, cls, true);
+	count_hold(st, h, true);
 	ht_insert(&t->holds, &h->hl, hold_key(f->id, o->id), hold_hash);
 	return h;
 }
@@ -850,11 +1050,18 @@ static void hold_end(struct lock_table *t, struct hold *h, uint64_t now)
 		o->lease = NULL;
 	dl_del(&h->f_link);
 	dl_del(&h->o_link);
-	count_hold(f->st, h->cls, false);
+	count_hold(f->st, h, false);
 	ht_remove(&t->holds, &h->hl, hold_key(f->id, o->id));
 	free(h);
 	file_dirty(t, f);
 	owner_dirty(t, o);
+}
+
+/* A lease ends without having been used for a write. */
+static void lease_lapse(struct lock_table *t, struct hold *h, uint64_t now)
+{
+	learn_calm(t, h, now);
+	hold_end(t, h, now);
 }
 
 /* The owner has moved on to another file: its lease there is over. */
@@ -862,20 +1069,25 @@ static void end_other_lease(struct lock_table *t, struct owner *o,
 			    const struct frec *f, uint64_t now)
 {
 	if (o->lease && o->lease->f != f)
-		hold_end(t, o->lease, now);
+		lease_lapse(t, o->lease, now);
 }
 
 /* Makes a handle-less hold a lease. The newest lease wins: an owner keeps
- * at most one, and the one it just got is the one it is working on. */
+ * at most one, and the one it just got is the one it is working on. A
+ * lease made by joining ends with the section it joined. */
 static void lease_start(struct lock_table *t, struct hold *h, uint64_t until,
 			uint64_t now)
 {
 	struct owner *o = h->o;
 
+	if (h->section_end && until > h->section_end)
+		until = h->section_end;
+	heap_remove(t, &h->dl);
 	if (o->lease && o->lease != h)
-		hold_end(t, o->lease, now);
+		lease_lapse(t, o->lease, now);
 	o->lease = h;
 	h->dl.when = until;
+	h->dl.kind = DL_LEASE;
 	heap_push(t, &h->dl);
 }
 
@@ -886,20 +1098,19 @@ static void lease_stop(struct lock_table *t, struct hold *h)
 		h->o->lease = NULL;
 }
 
-/* Could `o` hold `f` in class `cls` next to the current holders? */
-static bool compatible(const struct lock_table *t, const struct frec *f,
-		       const struct owner *o, enum lt_class cls)
+/* Sets a hold's long_ or broken flag, keeping the counters right. */
+static void hold_set_long(struct hold *h, bool v)
 {
-	const struct fstate *st = f->st;
-	const struct hold *h;
-	unsigned others_excl, others_shared;
+	count_hold(h->f->st, h, false);
+	h->long_ = v;
+	count_hold(h->f->st, h, true);
+}
 
-	if (!st)
-		return true;
-	h = hold_find(t, f->id, o->id);
-	others_excl = st->n_excl - (h && h->cls == LT_EXCL);
-	others_shared = st->n_shared - (h && h->cls == LT_SHARED);
-	return others_excl == 0 && (cls == LT_SHARED || others_shared == 0);
+static void hold_set_class(struct hold *h, enum lt_class cls)
+{
+	count_hold(h->f->st, h, false);
+	h->cls = cls;
+	count_hold(h->f->st, h, true);
 }
 
 /* In the middle of a modification: a write or barrier handle is open, or
@@ -923,7 +1134,7 @@ static bool peekable(const struct frec *f, const struct owner *o,
 	for (n = f->st->holds.next; n != &f->st->holds; n = n->next) {
 		const struct hold *h = container_of(n, struct hold, f_link);
 
-		if (h->o == o || (cls == LT_SHARED && h->cls == LT_SHARED))
+		if (!blocks(h, o, cls, 0))
 			continue;
 		if (hold_writing(h))
 			return false;
@@ -931,8 +1142,20 @@ static bool peekable(const struct frec *f, const struct owner *o,
 	return true;
 }
 
+/* The long-read clock of an update-intent hold runs while it has handles
+ * open for reading only. */
+static void long_timer(struct lock_table *t, struct hold *h, uint64_t now)
+{
+	if (!t->cfg.long_read_ns || h->cls != LT_UPDATE || h->long_ ||
+	    h->dl.idx != DL_NONE)
+		return;
+	h->dl.kind = DL_LONG;
+	h->dl.when = sat_add(now, t->cfg.long_read_ns);
+	heap_push(t, &h->dl);
+}
+
 /* One more handle for `o` on `f`; the request becomes "the most recently
- * granted" one of the hold. */
+ * granted" one of the hold. `cls` is the class it acts as on f. */
 static int grant_hold(struct lock_table *t, struct frec *f, struct owner *o,
 		      enum lt_class cls, unsigned flags, uint64_t lease_ns,
 		      uint64_t now)
@@ -940,17 +1163,38 @@ static int grant_hold(struct lock_table *t, struct frec *f, struct owner *o,
 	struct hold *h = hold_find(t, f->id, o->id);
 
 	if (!h) {
+		struct hold *j = family_hold(f, o, flags);
+
 		h = hold_new(t, f, o, cls, now);
 		if (!h)
 			return -ENOMEM;
+		if (j) {
+			struct fstats_rare *r = file_rare(f);
+
+			h->joined = true;
+			h->section_end = j->handles == 0 ? j->dl.when : j->section_end;
+			if (r)
+				r->joins++;
+		}
 	} else {
 		if (h->handles == 0)
 			lease_stop(t, h);
-		if (cls == LT_EXCL && h->cls == LT_SHARED) {
-			count_hold(f->st, LT_SHARED, false);
-			count_hold(f->st, LT_EXCL, true);
-			h->cls = LT_EXCL;
+		if (h->broken) {
+			/* Asked anew: it counts again. */
+			h->broken = false;
+			count_hold(f->st, h, true);
 		}
+		if (cls == LT_EXCL && h->cls != LT_EXCL)
+			hold_set_class(h, LT_EXCL);
+		else if (cls == LT_UPDATE && h->cls == LT_SHARED)
+			hold_set_class(h, LT_UPDATE);
+	}
+	if (!is_read(flags)) {
+		if (h->dl.kind == DL_LONG)
+			heap_remove(t, &h->dl);
+		if (h->long_)
+			hold_set_long(h, false);
+		file_written(t, f, now);
 	}
 	h->handles++;
 	if (!is_read(flags))
@@ -960,8 +1204,10 @@ static int grant_hold(struct lock_table *t, struct frec *f, struct owner *o,
 	 * re-entered an exclusive hold. */
 	h->last_lease_ns = cls == LT_SHARED ? 0 : lease_ns;
 	f->s.acquisitions++;
-	if (is_read(flags))
+	if (is_read(flags)) {
+		long_timer(t, h, now);
 		end_other_lease(t, o, f, now);
+	}
 	return 0;
 }
 
@@ -1028,14 +1274,16 @@ static int grant_moved(struct lock_table *t, struct frec *f, struct owner *o,
 		       enum lt_class cls, const struct lt_request *req, uint64_t now)
 {
 	f->s.acquisitions++;
-	if (cls == LT_EXCL) {
+	if (cls != LT_SHARED) {
 		uint64_t len = req->lease_ns > LT_RETRY_LEASE_NS ?
 			       req->lease_ns : LT_RETRY_LEASE_NS;
 		uint64_t until = sat_add(now, len);
 		struct hold *h = hold_find(t, f->id, o->id);
 
+		if (!req_is_read(req))
+			file_written(t, f, now);
 		if (!h) {
-			h = hold_new(t, f, o, LT_EXCL, now);
+			h = hold_new(t, f, o, cls, now);
 			if (h) {
 				h->last_flags = req->flags;
 				h->last_lease_ns = len;
@@ -1054,7 +1302,7 @@ static void grant_waiter(struct lock_table *t, struct waiter *w, uint64_t now)
 	struct lt_request *req = w->req;
 	struct frec *f = w->f;
 	struct owner *o = w->o;
-	enum lt_class cls = w->cls;
+	enum lt_class cls = req_class(f, w->cls, req->flags);
 	bool stale = w->stale;
 	int status;
 
@@ -1074,7 +1322,8 @@ static void pump(struct lock_table *t, struct frec *f, uint64_t now)
 	while (f->st && !dl_empty(&f->st->queue)) {
 		struct waiter *w = container_of(f->st->queue.next, struct waiter, q_link);
 
-		if (!compatible(t, f, w->o, w->cls))
+		if (!compatible(t, f, w->o, req_class(f, w->cls, w->req->flags),
+				w->req->flags))
 			break;
 		grant_waiter(t, w, now);
 	}
@@ -1109,7 +1358,8 @@ static void grant_reentries(struct lock_table *t, struct frec *f,
 		struct waiter *w = container_of(n, struct waiter, o_link);
 
 		next = n->next;
-		if (w->f == f && compatible(t, f, o, w->cls))
+		if (w->f == f && compatible(t, f, o, req_class(f, w->cls, w->req->flags),
+					    w->req->flags))
 			grant_waiter(t, w, now);
 	}
 }
@@ -1124,13 +1374,18 @@ static void hold_give(struct lock_table *t, struct hold *h, struct owner *heir,
 	struct hold *h2 = hold_find(t, f->id, heir->id);
 
 	if (h2) {
-		/* Cannot happen for an exclusive hold, but never keep two. */
+		/* The heir holds the file already (it was the joined parent, or
+		 * it shares it): never keep two. The section it holds may only
+		 * grow as far as its own bound allows. */
 		hold_end(t, h, now);
-		if (h2->handles == 0 && h2->dl.when < until)
+		if (h2->section_end && until > h2->section_end)
+			until = h2->section_end;
+		if (h2->handles == 0 && h2->dl.idx != DL_NONE && h2->dl.when < until)
 			heap_update(t, &h2->dl, until);
 		return;
 	}
 	lease_stop(t, h);
+	h->inherited = true;
 	ht_remove(&t->holds, &h->hl, hold_key(f->id, old->id));
 	dl_del(&h->o_link);
 	owner_dirty(t, old);
@@ -1142,24 +1397,93 @@ static void hold_give(struct lock_table *t, struct hold *h, struct owner *heir,
 	file_dirty(t, f);
 }
 
+/* A write of `o` on `f` has closed: the leases its program holds there
+ * (its process's threads, its ancestors) were that write's critical
+ * section, and it is over. */
+static void end_program_leases(struct lock_table *t, struct frec *f,
+			       const struct owner *o, uint64_t now)
+{
+	struct dlist *n, *next;
+
+	if (!f->st || !o->family[0])
+		return;
+	for (n = f->st->holds.next; n != &f->st->holds; n = next) {
+		struct hold *h = container_of(n, struct hold, f_link);
+		lt_proc_t hp = h->o->family[0];
+
+		next = n->next;
+		if (h->handles == 0 && h->o != o &&
+		    (hp == o->family[0] || is_ancestor(o, hp)))
+			hold_end(t, h, now);
+	}
+}
+
 /* The last handle of `h` was closed. */
 static void hold_zero(struct lock_table *t, struct hold *h, uint64_t now)
 {
 	struct owner *o = h->o;
+	struct frec *f = h->f;
+	uint64_t until;
 
-	if (h->cls == LT_SHARED || !is_read(h->last_flags) || h->last_lease_ns == 0) {
+	if (h->dl.kind == DL_LONG)
+		heap_remove(t, &h->dl);
+	if (!is_read(h->last_flags)) {
+		end_program_leases(t, f, o, now);
+		hold_end(t, h, now);
+		return;
+	}
+	if (h->broken || hold_class(h) == LT_SHARED || h->last_lease_ns == 0) {
+		hold_end(t, h, now);
+		return;
+	}
+	until = sat_add(now, h->last_lease_ns);
+	if (h->section_end && until > h->section_end)
+		until = h->section_end;
+	if (until <= now) {
 		hold_end(t, h, now);
 		return;
 	}
 	if (o->dead) {
 		if (o->heir)
-			hold_give(t, h, o->heir, sat_add(now, h->last_lease_ns), now);
+			hold_give(t, h, o->heir, until, now);
 		else
-			hold_end(t, h, now);
+			lease_lapse(t, h, now);
 		return;
 	}
-	lease_start(t, h, sat_add(now, h->last_lease_ns), now);
-	file_dirty(t, h->f);
+	lease_start(t, h, until, now);
+	file_dirty(t, f);
+}
+
+/* An exclusive request parked since w->req->enqueued_at has waited
+ * reader_wait_ns: the holds in its way that only read stop counting. */
+static void break_readers(struct lock_table *t, struct waiter *w, uint64_t now)
+{
+	struct frec *f = w->f;
+	enum lt_class cls = req_class(f, w->cls, w->req->flags);
+	struct dlist *n, *next;
+
+	if (!f->st)
+		return;
+	for (n = f->st->holds.next; n != &f->st->holds; n = next) {
+		struct hold *h = container_of(n, struct hold, f_link);
+		struct fstats_rare *r;
+
+		next = n->next;
+		if (!blocks(h, w->o, cls, w->req->flags) || hold_writing(h))
+			continue;
+		r = file_rare(f);
+		if (r)
+			r->broken++;
+		if (h->handles == 0) {
+			hold_end(t, h, now);
+			continue;
+		}
+		if (h->dl.kind == DL_LONG)
+			heap_remove(t, &h->dl);
+		count_hold(f->st, h, false);
+		h->broken = true;
+		file_dirty(t, f);
+	}
 }
 
 /* --------------------------------------------------------- deadlock walk */
@@ -1169,13 +1493,39 @@ static void hold_zero(struct lock_table *t, struct hold *h, uint64_t now)
  * through all its parked requests. Because queues are FIFO, a request with
  * anything queued before it also waits for every holder of the file (what
  * is ahead of it conflicts with them, and it cannot pass), whatever the
- * classes. So the walk expands each file at most twice (exclusive holders
- * only, then all holders) and each owner once, whatever the queue lengths.
+ * classes. So the walk expands each file at most four times (at the
+ * levels below) and each owner once, whatever the queue lengths.
+ *
+ * Joins are not looked at: a hold that a waiter could join still counts as
+ * an edge. That can only add edges (never miss a cycle), and a request that
+ * can join is granted, not parked, so such edges are rare.
  *
  * Returns 1 on reaching `o0`, -1 when the edge budget is spent, 0 when this
  * file adds nothing more. */
+enum walk_level {
+	WALK_SHARED = 1,  /* a shared waiter: exclusive holders */
+	WALK_UPDATE,      /* update intent: exclusive and update holders */
+	WALK_EXCL,        /* exclusive: every holder */
+	WALK_ALL,         /* anything queued ahead: every holder */
+};
+
+static enum walk_level level_of(enum lt_class cls)
+{
+	return cls == LT_SHARED ? WALK_SHARED : cls == LT_UPDATE ? WALK_UPDATE : WALK_EXCL;
+}
+
+static bool level_waits_for(enum walk_level level, const struct hold *h)
+{
+	if (h->broken || h->f->advisory)
+		return false;
+	if (level >= WALK_EXCL)
+		return true;
+	return classes_conflict(hold_class(h),
+				level == WALK_SHARED ? LT_SHARED : LT_UPDATE);
+}
+
 static int walk_holders(struct lock_table *t, const struct frec *f,
-			const struct owner *skip, bool all,
+			const struct owner *skip, enum walk_level level,
 			const struct owner *o0, size_t *edges)
 {
 	const struct dlist *n;
@@ -1188,7 +1538,7 @@ static int walk_holders(struct lock_table *t, const struct frec *f,
 
 		if (++*edges > LT_DEADLOCK_WALK_MAX)
 			return -1;
-		if (h->o == skip || (!all && h->cls != LT_EXCL))
+		if (h->o == skip || !level_waits_for(level, h))
 			continue;
 		if (h->o == o0)
 			return 1;
@@ -1207,6 +1557,7 @@ static int walk_holders(struct lock_table *t, const struct frec *f,
 static bool would_deadlock(struct lock_table *t, const struct frec *f,
 			   struct owner *o0, enum lt_class cls, bool queued_ahead)
 {
+	enum walk_level level0 = queued_ahead ? WALK_ALL : level_of(cls);
 	size_t edges = 0;
 	int r;
 
@@ -1221,18 +1572,18 @@ static bool would_deadlock(struct lock_table *t, const struct frec *f,
 	o0->walk_epoch = t->epoch;
 	/* The requester's own hold (an upgrade) is no edge; the file is not
 	 * memoized, so reaching it again from another waiter finds o0 there. */
-	r = walk_holders(t, f, o0, cls == LT_EXCL || queued_ahead, o0, &edges);
+	r = walk_holders(t, f, o0, level0, o0, &edges);
 	while (r == 0 && t->walk_n) {
 		struct waiter *w = t->walk_stack[--t->walk_n];
 		struct fstate *st = w->f->st;
-		unsigned char level = (w->cls == LT_EXCL ||
-				       w->q_link.prev != &st->queue) ? 2 : 1;
+		enum walk_level level = w->q_link.prev != &st->queue ? WALK_ALL :
+			level_of(req_class(w->f, w->cls, w->req->flags));
 
 		if (st->walk_epoch == t->epoch && st->walk_level >= level)
 			continue;
 		st->walk_epoch = t->epoch;
-		st->walk_level = level;
-		r = walk_holders(t, w->f, NULL, level == 2, o0, &edges);
+		st->walk_level = (unsigned char)level;
+		r = walk_holders(t, w->f, NULL, level, o0, &edges);
 	}
 	return r == 1;
 }
@@ -1301,7 +1652,7 @@ void lt_free(struct lock_table *t)
  * asked for: not f when a mark forwarded it). */
 static int park(struct lock_table *t, struct lt_request *req, struct frec *f,
 		struct frec *asked, struct owner *o, enum lt_class cls,
-		bool at_head, bool moved)
+		bool at_head, bool moved, uint64_t now)
 {
 	struct fstate *st;
 	struct waiter *w;
@@ -1323,6 +1674,8 @@ static int park(struct lock_table *t, struct lt_request *req, struct frec *f,
 	w->stale = moved;
 	w->dl.idx = DL_NONE;
 	w->dl.kind = DL_WAIT;
+	if (t->cfg.reader_wait_ns && !is_read(req->flags))
+		w->break_at = sat_add(now, t->cfg.reader_wait_ns);
 	if (at_head)
 		dl_add_head(&st->queue, &w->q_link);
 	else
@@ -1330,8 +1683,10 @@ static int park(struct lock_table *t, struct lt_request *req, struct frec *f,
 	st->n_wait++;
 	dl_add_tail(&o->waits, &w->o_link);
 	ht_insert(&t->waiters, &w->hl, req_key(req), waiter_hash);
-	if (req->deadline) {
-		w->dl.when = req->deadline;
+	if (req->deadline || w->break_at) {
+		w->dl.when = req->deadline ? req->deadline : UINT64_MAX;
+		if (w->break_at && w->break_at < w->dl.when)
+			w->dl.when = w->break_at;
 		heap_push(t, &w->dl);
 	}
 	req->status = -EINPROGRESS;
@@ -1368,6 +1723,8 @@ int lt_acquire(struct lock_table *t, struct lt_request *req, uint64_t now)
 		rc = -EINTR;
 		goto out;
 	}
+	if (req->family[0])
+		memcpy(o->family, req->family, sizeof(o->family));
 	f = asked;
 	if (!owner_take_retry(t, o, asked->id, now) && !(flags & LT_F_BARRIER)) {
 		struct mark *m = mark_find(t, asked->id);
@@ -1393,11 +1750,26 @@ int lt_acquire(struct lock_table *t, struct lt_request *req, uint64_t now)
 			}
 		}
 	}
+	if (f->advisory || asked->advisory) {
+		/* Programs coordinate this file themselves. */
+		struct fstats_rare *r = file_rare(asked);
+
+		if (r)
+			r->advisory_passes++;
+		rc = LT_PEEK;
+		goto out;
+	}
 	for (;;) {
+		enum lt_class eff = req_class(f, cls, flags);
+
 		h = hold_find(t, f->id, o->id);
-		upgrade = h && cls == LT_EXCL && h->cls == LT_SHARED;
-		if (compatible(t, f, o, cls) &&
-		    (h || !f->st || dl_empty(&f->st->queue))) {
+		if (h && h->broken)
+			h = NULL;
+		upgrade = h && eff != LT_SHARED && hold_class(h) != LT_EXCL &&
+			  (eff == LT_EXCL || hold_class(h) == LT_SHARED);
+		if (compatible(t, f, o, eff, flags) &&
+		    (h || !f->st || dl_empty(&f->st->queue) || family_hold(f, o, flags))) {
+			cls = eff;
 			if (moved) {
 				rc = grant_moved(t, f, o, cls, req, now);
 				req->granted_file = f->id;
@@ -1409,7 +1781,7 @@ int lt_acquire(struct lock_table *t, struct lt_request *req, uint64_t now)
 			goto out;
 		}
 		if (flags & LT_F_NONBLOCK) {
-			if (is_read(flags) && peekable(f, o, cls)) {
+			if (is_read(flags) && peekable(f, o, eff)) {
 				/* A forwarded peek cannot look at the new file
 				 * through the old one: its retry will. */
 				if (moved) {
@@ -1429,19 +1801,19 @@ int lt_acquire(struct lock_table *t, struct lt_request *req, uint64_t now)
 		 * what the holders here wait for, and once it is gone the
 		 * file may even be free. */
 		if (is_read(flags) && o->lease && o->lease->f != f) {
-			hold_end(t, o->lease, now);
+			lease_lapse(t, o->lease, now);
 			run_pumps(t, now);
 			continue;
 		}
 		break;
 	}
-	if (would_deadlock(t, f, o, cls,
+	if (would_deadlock(t, f, o, req_class(f, cls, flags),
 			   !upgrade && f->st && !dl_empty(&f->st->queue))) {
 		rc = -EDEADLK;
 		stats_refusal(asked, rc);
 		goto out;
 	}
-	rc = park(t, req, f, asked, o, cls, upgrade, moved);
+	rc = park(t, req, f, asked, o, cls, upgrade, moved, now);
 	if (rc == 0) {
 		finish(t, now);
 		return -EINPROGRESS;
@@ -1497,6 +1869,12 @@ int lt_cancel(struct lock_table *t, struct lt_request *req, uint64_t now)
 void lt_owner_exit(struct lock_table *t, lt_owner_t owner, lt_owner_t heir,
 		   uint64_t now)
 {
+	lt_owner_exit2(t, owner, heir, 0, now);
+}
+
+void lt_owner_exit2(struct lock_table *t, lt_owner_t owner, lt_owner_t heir,
+		    lt_proc_t heir_proc, uint64_t now)
+{
 	struct owner *o = owner_find(t, owner);
 	struct owner *hr = NULL;
 	struct dlist *n, *next;
@@ -1520,6 +1898,8 @@ void lt_owner_exit(struct lock_table *t, lt_owner_t owner, lt_owner_t heir,
 			hr = owner_get(t, heir);
 		if (hr == o)
 			hr = NULL;
+		if (hr && heir_proc && !hr->family[0])
+			hr->family[0] = heir_proc;
 	}
 
 	/* What was bequeathed to `o` travels on to its heir. */
@@ -1542,7 +1922,7 @@ void lt_owner_exit(struct lock_table *t, lt_owner_t owner, lt_owner_t heir,
 		if (hr)
 			hold_give(t, h, hr, h->dl.when, now);
 		else
-			hold_end(t, h, now);
+			lease_lapse(t, h, now);
 	}
 	if (!dl_empty(&o->holds) && hr) {
 		o->heir = hr;
@@ -1614,7 +1994,8 @@ void lt_replace(struct lock_table *t, lt_file_t old_file, lt_file_t new_file,
 		struct waiter *w = container_of(n, struct waiter, q_link);
 
 		next = n->next;
-		if (hold_find(t, fn->id, w->o->id) && compatible(t, fn, w->o, w->cls))
+		if (hold_find(t, fn->id, w->o->id) &&
+		    compatible(t, fn, w->o, req_class(fn, w->cls, w->req->flags), w->req->flags))
 			grant_waiter(t, w, now);
 	}
 	finish(t, now);
@@ -1640,6 +2021,14 @@ void lt_gone(struct lock_table *t, lt_file_t file, uint64_t now)
 void lt_forget(struct lock_table *t, lt_file_t file)
 {
 	struct mark *m = mark_find(t, file);
+	struct frec *f = file_find(t, file);
+
+	/* The id may name a new file from now on: it learns afresh. */
+	if (f && !f->st) {
+		f->calm = false;
+		f->advisory = false;
+		f->last_write = 0;
+	}
 
 	/* A current file that marks lead to keeps its name, and so its id:
 	 * nothing to drop. */
@@ -1660,10 +2049,29 @@ void lt_tick(struct lock_table *t, uint64_t now)
 	while (t->heap_n && t->heap[0]->when <= now) {
 		struct dl *d = t->heap[0];
 
-		if (d->kind == DL_LEASE)
-			hold_end(t, container_of(d, struct hold, dl), now);
-		else
-			waiter_fail(t, container_of(d, struct waiter, dl), -ETIMEDOUT, now);
+		if (d->kind == DL_LEASE) {
+			lease_lapse(t, container_of(d, struct hold, dl), now);
+		} else if (d->kind == DL_LONG) {
+			struct hold *h = container_of(d, struct hold, dl);
+
+			heap_remove(t, d);
+			hold_set_long(h, true);
+			file_dirty(t, h->f);
+		} else {
+			struct waiter *w = container_of(d, struct waiter, dl);
+
+			if (w->break_at && !w->broke && w->break_at <= now) {
+				w->broke = true;
+				heap_remove(t, d);
+				if (w->req->deadline) {
+					d->when = w->req->deadline;
+					heap_push(t, d);
+				}
+				break_readers(t, w, now);
+			} else {
+				waiter_fail(t, w, -ETIMEDOUT, now);
+			}
+		}
 		run_pumps(t, now);
 	}
 	settle_owners(t);
@@ -1711,6 +2119,10 @@ static void stats_fill(const struct frec *f, struct lt_stats *out)
 	out->fail_timeout = r->fail_timeout;
 	out->fail_intr = r->fail_intr;
 	out->peeks = r->peeks;
+	out->joins = r->joins;
+	out->broken = r->broken;
+	out->calm_learned = r->calm_learned;
+	out->advisory_passes = r->advisory_passes;
 	memcpy(out->wait_hist, r->hist, sizeof(out->wait_hist));
 }
 
@@ -1757,7 +2169,8 @@ void lt_stats_reset(struct lock_table *t)
 			memset(&f->s, 0, sizeof(f->s));
 			free(f->rare);
 			f->rare = NULL;
-			if (f->st) {
+			/* What was learned of the file is no statistic. */
+			if (f->st || f->calm || f->advisory) {
 				p = &(*p)->next;
 				continue;
 			}
@@ -1824,10 +2237,13 @@ size_t lt_holders(const struct lock_table *t, lt_file_t file,
 		if (i >= max)
 			continue;
 		out[i].owner = h->o->id;
-		out[i].cls = h->cls;
+		out[i].cls = hold_class(h);
 		out[i].handles = h->handles;
 		out[i].since = h->since;
 		out[i].lease_until = h->handles ? 0 : h->dl.when;
+		out[i].state = h->broken ? LT_HS_BROKEN : h->long_ ? LT_HS_LONG : LT_HS_NORMAL;
+		out[i].inherited = h->inherited;
+		out[i].joined = h->joined;
 	}
 	return i;
 }
@@ -1859,5 +2275,49 @@ int lt_foreach_file(const struct lock_table *t,
 		if (rc)
 			return rc;
 	}
+	return 0;
+}
+
+/* ------------------------------------------------------------ version 2 */
+
+void lt_configure(struct lock_table *t, const struct lt_config *cfg)
+{
+	t->cfg = *cfg;
+}
+
+void lt_advisory(struct lock_table *t, lt_file_t file, uint64_t now)
+{
+	struct frec *f;
+
+	if (!file)
+		return;
+	f = file_get(t, file);
+	if (!f || f->advisory)
+		return;
+	/* Its holds stop counting: what waits for them goes now. */
+	f->advisory = true;
+	file_dirty(t, f);
+	finish(t, now);
+}
+
+void lt_file_written(struct lock_table *t, lt_file_t file, uint64_t now)
+{
+	struct frec *f = file ? file_find(t, file) : NULL;
+
+	if (!f)
+		return;
+	file_written(t, f, now);
+	finish(t, now);
+}
+
+int lt_file_info(const struct lock_table *t, lt_file_t file, struct lt_file_info *out)
+{
+	const struct frec *f = file_find(t, file);
+
+	if (!f)
+		return -ENOENT;
+	out->calm = f->calm;
+	out->advisory = f->advisory;
+	out->last_write = f->last_write;
 	return 0;
 }

@@ -22,7 +22,9 @@
  *
  * The rules (docs/semantics.md is the user-facing statement of them):
  *   - LT_EXCL holds exclude every other owner's holds. LT_SHARED holds
- *     (readers in readers-writer mode) coexist with each other.
+ *     (pure readers) coexist with each other and with LT_UPDATE holds.
+ *     LT_UPDATE holds (reads that may be followed by a write: update
+ *     intent) exclude each other and LT_EXCL, never LT_SHARED.
  *   - An owner that already holds a file is granted any further request on it
  *     at once (re-entry), except that a shared holder asking for LT_EXCL
  *     must wait for the other shared holders to leave; such an upgrade is
@@ -73,6 +75,46 @@
  *   lease, nothing to release, the requester's lease elsewhere is kept, it is
  *   no critical section); it only counts in the file's `peeks` statistic,
  *   not in `acquisitions`. Non-blocking writes and barriers never peek.
+ *
+ * Programs (version 2 of the contract; all of it is off until the caller
+ * fills lt_request.family and calls lt_configure)
+ *   - Every request names its owner's process and ancestors in `family`
+ *     (family[0] the process, family[1] its parent, ...; 0 ends the list).
+ *     A hold does not stand in the way of a request from the same program:
+ *       * a hold of an ancestor process (open or lease) is *joined* by any
+ *         request of its descendants: a child may use what its waiting
+ *         parent holds (`while read l; do sed -i ... f; done < f`);
+ *       * a hold of a sibling thread is joined by writes and barriers (a
+ *         runtime that reads on one pool thread and writes on another is
+ *         one flow of work), and by reads when the hold was inherited (its
+ *         thread or child exited); a sibling's *read* waits for a live
+ *         sibling's read hold or lease, so threads racing a
+ *         read-modify-write are still serialized.
+ *     A joining request is granted ahead of the queue, like a re-entry. A
+ *     hold made by joining a lease can not outlast that lease (joins never
+ *     extend a critical section), so a loop of children re-reading a file
+ *     cannot keep other programs out for longer than one lease.
+ *   - Write closes end the section for the whole program: when a write or
+ *     barrier handle of owner o closes, the leases held on the file by o's
+ *     process (any thread) and by its ancestors end too.
+ *   - Learning (calm files): an LT_UPDATE lease that ends unused (expired,
+ *     ended by its owner moving on, or by an exit without heir) while a
+ *     read waits for the file, on a file not written for at least
+ *     calm_after_ns, makes the file *calm*: from then on LT_UPDATE requests
+ *     and holds on it count as LT_SHARED and leave no lease. Any write or
+ *     barrier granted on the file (or lt_file_written) makes it hot again.
+ *   - Advisory files: lt_advisory() says programs lock the file themselves
+ *     (flock, fcntl). The table steps aside: every later request on it is
+ *     answered LT_PEEK (no hold) and its holds stop excluding anyone.
+ *   - Long reads: an LT_UPDATE hold whose handles stay open (without a
+ *     write) for long_read_ns stops excluding other readers: it counts as
+ *     LT_SHARED from then on and leaves no lease.
+ *   - Bounded reader waits: an LT_EXCL request parked for reader_wait_ns
+ *     *breaks* the holds in its way that are not writing (readers, leases):
+ *     they stop excluding anyone, until they end. lockstat counts it.
+ *   lt_owner_exit() passes leases and bequests to the heir as inherited
+ *   holds, tagged with the heir's process, and a lease passes on at every
+ *   normal exit within its time (cat -> timeout -> shell).
  *
  * Replaced and removed files (marks)
  *   The kernel resolves a name to a file before it sends the open, so an
@@ -133,15 +175,28 @@
 #define LT_FORWARD_MAX 64
 /* The memory one mark costs, allocation overhead aside. */
 #define LT_MARK_BYTES 64
-/* Positive return of lt_acquire(): open without a hold (see peeks above). */
+/* Positive return of lt_acquire(): open without a hold (see peeks above,
+ * and advisory files). */
 #define LT_PEEK 1
+/* How many processes a request's family names (itself and ancestors). */
+#define LT_FAMILY_MAX 8
 
 typedef uint64_t lt_file_t;
 typedef uint64_t lt_owner_t;
+/* A process, by a key its caller makes unique for the boot (0: unknown). */
+typedef uint64_t lt_proc_t;
 
 enum lt_class {
-	LT_EXCL,   /* exclusive: every open in exclusive mode, writers otherwise */
-	LT_SHARED, /* shared: readers in readers-writer mode */
+	LT_EXCL,   /* exclusive: writers, barriers, strict readers */
+	LT_SHARED, /* shared: pure readers */
+	LT_UPDATE, /* update intent: a read that may be followed by a write */
+};
+
+/* Version 2 behaviour, all off (0) in a new table. */
+struct lt_config {
+	uint64_t calm_after_ns;  /* learn calm files; 0: never */
+	uint64_t long_read_ns;   /* LT_UPDATE holds open this long share; 0: never */
+	uint64_t reader_wait_ns; /* writers break readers after this; 0: never */
 };
 
 enum lt_flags {
@@ -168,6 +223,8 @@ struct lt_request {
 	unsigned flags;        /* enum lt_flags */
 	uint64_t lease_ns;     /* lease after a read-only close; 0 = none */
 	uint64_t deadline;     /* absolute time to give up waiting; 0 = never */
+	lt_proc_t family[LT_FAMILY_MAX]; /* the owner's process, then its
+	                          ancestors; all 0 when unknown (no joins) */
 	void *cookie;          /* for the caller */
 
 	/* Set by the table. */
@@ -187,17 +244,34 @@ struct lt_request {
 };
 
 /* What one file looks like, for lockstat. */
+enum lt_hold_state {
+	LT_HS_NORMAL,
+	LT_HS_LONG,    /* an update-intent read held so long it now shares */
+	LT_HS_BROKEN,  /* a reader a waiting writer stopped waiting for */
+};
 struct lt_holder_view {
 	lt_owner_t owner;
-	enum lt_class cls;
+	enum lt_class cls;     /* effective: LT_UPDATE on a calm file is shared */
 	unsigned handles;      /* 0 = lease */
 	uint64_t since;        /* when this hold began */
 	uint64_t lease_until;  /* valid when handles == 0 */
+	enum lt_hold_state state;
+	bool inherited;        /* passed on by an exited thread or child */
+	bool joined;           /* granted by joining its program's hold */
+};
+
+/* What the table learned about a file (lt_file_info). */
+struct lt_file_info {
+	bool calm;             /* readers share (see learning above) */
+	bool advisory;         /* programs lock it themselves */
+	uint64_t last_write;   /* when a write was last granted; 0: never */
 };
 
 struct lock_table;
 
 struct lock_table *lt_new(void);
+/* Turns on version 2 behaviour (see struct lt_config). */
+void lt_configure(struct lock_table *t, const struct lt_config *cfg);
 /* Frees the table. Parked requests are not touched (the caller owns them). */
 void lt_free(struct lock_table *t);
 
@@ -248,6 +322,18 @@ int lt_cancel(struct lock_table *t, struct lt_request *req, uint64_t now);
  * lease itself. */
 void lt_owner_exit(struct lock_table *t, lt_owner_t owner, lt_owner_t heir,
 		   uint64_t now);
+/* The same, naming the heir's process (its holds then join as that
+ * process's: see programs above). */
+void lt_owner_exit2(struct lock_table *t, lt_owner_t owner, lt_owner_t heir,
+		    lt_proc_t heir_proc, uint64_t now);
+
+/* Programs lock `file` themselves (flock, fcntl): see advisory files. */
+void lt_advisory(struct lock_table *t, lt_file_t file, uint64_t now);
+/* `file` was written behind the table's back (it changed on the source):
+ * it is hot again (see learning). */
+void lt_file_written(struct lock_table *t, lt_file_t file, uint64_t now);
+/* 0 and *out filled, -ENOENT when the table knows nothing of the file. */
+int lt_file_info(const struct lock_table *t, lt_file_t file, struct lt_file_info *out);
 
 /* `old_file` was replaced under its name by `new_file` (a rename over it).
  * old_file gets a forwarding mark to new_file and new_file loses any mark of
@@ -305,6 +391,10 @@ struct lt_stats {
 	uint64_t hold_total_ns, hold_max_ns;
 	uint64_t fail_eagain, fail_edeadlk, fail_timeout, fail_intr;
 	uint64_t peeks;          /* non-blocking reads let in without a hold */
+	uint64_t joins;          /* grants made by joining the program's hold */
+	uint64_t broken;         /* reader holds a waiting writer broke */
+	uint64_t calm_learned;   /* times the file became calm */
+	uint64_t advisory_passes;/* opens let through on an advisory file */
 	uint32_t wait_hist[LT_HIST_BUCKETS];
 };
 /* 0 and *out filled, or -ENOENT if the file has no statistics. */
