@@ -24,8 +24,17 @@ struct lockfs_config {
 	char *policy_file;      /* -o policy=FILE */
 	struct policy *policy;  /* parsed policy_file, NULL if none */
 	unsigned threads;       /* -o threads=N (default 8) */
+	unsigned long_read_ms;  /* -o long_read=MS: an update-intent read held
+	                           open this long shares; 0 = never */
+	unsigned reader_wait_ms;/* -o reader_wait=SECS: a writer waits at most
+	                           this for holders that only read; 0 = forever */
+	unsigned calm_after_ms; /* -o calm_after=MS: learn calm files not
+	                           written for this long; 0 = never */
 };
 
 #define LOCKFS_DEFAULT_LEASE_MS 250
+#define LOCKFS_DEFAULT_LONG_READ_MS 1000
+#define LOCKFS_DEFAULT_READER_WAIT_MS 5000
+#define LOCKFS_DEFAULT_CALM_AFTER_MS 2000
 
 #endif

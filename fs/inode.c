@@ -336,6 +336,18 @@ void inode_ref(struct inode_table *t, struct inode *in)
 	pthread_mutex_unlock(&t->mu);
 }
 
+struct inode *inode_parent(struct inode_table *t, struct inode *in)
+{
+	struct inode *p;
+
+	pthread_mutex_lock(&t->mu);
+	p = in->parent;
+	if (p)
+		p->refs++;
+	pthread_mutex_unlock(&t->mu);
+	return p;
+}
+
 void inode_put(struct inode_table *t, struct inode *in)
 {
 	struct inode *dead = NULL;

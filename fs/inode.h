@@ -101,6 +101,9 @@ struct inode *inode_get(struct inode_table *t, uint64_t nodeid);
 struct inode *inode_find(struct inode_table *t, dev_t dev, ino_t ino);
 /* Takes one more reference on an entry the caller already references. */
 void inode_ref(struct inode_table *t, struct inode *in);
+/* The directory `in` was last known in, with one more reference; NULL
+ * for the root or when unknown. */
+struct inode *inode_parent(struct inode_table *t, struct inode *in);
 /* Drops a reference; may free the entry (and parents it kept alive). */
 void inode_put(struct inode_table *t, struct inode *in);
 

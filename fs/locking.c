@@ -169,7 +169,14 @@ static void on_interrupt(fuse_req_t req, void *data)
 
 void locking_acquire(struct locking *l, struct lk_wait *w)
 {
+	struct owner_info info;
 	int rc;
+
+	/* The program the owner belongs to: what it may join (locktable.h). */
+	if (!w->lt.family[0] && owner_info(l->owners, w->lt.owner, &info) == 0) {
+		_Static_assert(OWNER_FAMILY_MAX == LT_FAMILY_MAX, "family sizes differ");
+		memcpy(w->lt.family, info.family, sizeof(w->lt.family));
+	}
 
 	w->registering = true;
 	w->pending = false;
@@ -212,6 +219,20 @@ void locking_release(struct locking *l, lt_file_t file, lt_owner_t owner, bool w
 	unlock_and_resume(l);
 }
 
+void locking_advisory(struct locking *l, lt_file_t file)
+{
+	pthread_mutex_lock(&l->mu);
+	lt_advisory(l->lt, file, locking_now());
+	unlock_and_resume(l);
+}
+
+void locking_written(struct locking *l, lt_file_t file)
+{
+	pthread_mutex_lock(&l->mu);
+	lt_file_written(l->lt, file, locking_now());
+	unlock_and_resume(l);
+}
+
 void locking_barrier_done(struct locking *l, lt_file_t file, lt_owner_t owner)
 {
 	pthread_mutex_lock(&l->mu);
@@ -248,14 +269,14 @@ struct owners *locking_owners(struct locking *l)
 	return l->owners;
 }
 
-static void on_owner_exit(void *arg, uint64_t id, uint64_t heir)
+static void on_owner_exit(void *arg, uint64_t id, uint64_t heir, uint64_t heir_proc)
 {
 	struct locking *l = arg;
 
 	log_debug("owner %llu exited, heir %llu", (unsigned long long)id,
 		  (unsigned long long)heir);
 	pthread_mutex_lock(&l->mu);
-	lt_owner_exit(l->lt, id, heir, locking_now());
+	lt_owner_exit2(l->lt, id, heir, heir_proc, locking_now());
 	unlock_and_resume(l);
 }
 
@@ -315,6 +336,12 @@ int locking_new(struct locking **out, const struct lockfs_config *cfg)
 		rc = -ENOMEM;
 		goto fail;
 	}
+	struct lt_config ltc = {
+		.calm_after_ns = cfg->calm_after_ms * 1000000ull,
+		.long_read_ns = cfg->long_read_ms * 1000000ull,
+		.reader_wait_ns = cfg->reader_wait_ms * 1000000ull,
+	};
+	lt_configure(l->lt, &ltc);
 	rc = owners_new(&l->owners);
 	if (rc < 0)
 		goto fail;

@@ -58,6 +58,11 @@ void locking_acquire(struct locking *l, struct lk_wait *w);
 
 /* A handle granted through locking_acquire() is closed. */
 void locking_release(struct locking *l, lt_file_t file, lt_owner_t owner, bool write);
+/* Programs lock `file` with flock or fcntl themselves: the mandatory lock
+ * steps aside on it (lt_advisory). */
+void locking_advisory(struct locking *l, lt_file_t file);
+/* `file` changed on the source behind the mount's back (lt_file_written). */
+void locking_written(struct locking *l, lt_file_t file);
 /* A barrier operation granted through locking_acquire() has finished. */
 void locking_barrier_done(struct locking *l, lt_file_t file, lt_owner_t owner);
 /* Renamed over / last name removed: see lt_replace() and lt_gone(). */

@@ -83,6 +83,9 @@ enum {
 	KEY_ENTRY_TIMEOUT,
 	KEY_ATTR_TIMEOUT,
 	KEY_THREADS,
+	KEY_LONG_READ,
+	KEY_READER_WAIT,
+	KEY_CALM_AFTER,
 	KEY_NEEDS_VALUE,
 	KEY_FSNAME,
 	KEY_SUBTYPE,
@@ -107,6 +110,9 @@ static const struct fuse_opt lockfs_opts[] = {
 	FUSE_OPT_KEY("entry_timeout=", KEY_ENTRY_TIMEOUT),
 	FUSE_OPT_KEY("attr_timeout=", KEY_ATTR_TIMEOUT),
 	FUSE_OPT_KEY("threads=", KEY_THREADS),
+	FUSE_OPT_KEY("long_read=", KEY_LONG_READ),
+	FUSE_OPT_KEY("reader_wait=", KEY_READER_WAIT),
+	FUSE_OPT_KEY("calm_after=", KEY_CALM_AFTER),
 	/* Without "=VALUE" these would reach libfuse and be reported as
 	 * unknown, which hides what is really wrong. */
 	FUSE_OPT_KEY("lease", KEY_NEEDS_VALUE),
@@ -115,6 +121,9 @@ static const struct fuse_opt lockfs_opts[] = {
 	FUSE_OPT_KEY("entry_timeout", KEY_NEEDS_VALUE),
 	FUSE_OPT_KEY("attr_timeout", KEY_NEEDS_VALUE),
 	FUSE_OPT_KEY("threads", KEY_NEEDS_VALUE),
+	FUSE_OPT_KEY("long_read", KEY_NEEDS_VALUE),
+	FUSE_OPT_KEY("reader_wait", KEY_NEEDS_VALUE),
+	FUSE_OPT_KEY("calm_after", KEY_NEEDS_VALUE),
 	FUSE_OPT_KEY("fsname=", KEY_FSNAME),
 	FUSE_OPT_KEY("subtype=", KEY_SUBTYPE),
 	/* Options that only mean something to mount(8), systemd or
@@ -323,6 +332,22 @@ static int opt_proc(void *data, const char *arg, int key, struct fuse_args *outa
 			return bad_value(arg, err, "a whole number from 1 to 1024");
 		cfg->threads = (unsigned)u;
 		return 0;
+	case KEY_LONG_READ:
+	case KEY_CALM_AFTER:
+		err = parse_uint(arg, 4294967000ull, &u);
+		if (err)
+			return bad_value(arg, err, "milliseconds, a whole number from 0 to 4294967000, 0 = never");
+		if (key == KEY_LONG_READ)
+			cfg->long_read_ms = (unsigned)u;
+		else
+			cfg->calm_after_ms = (unsigned)u;
+		return 0;
+	case KEY_READER_WAIT:
+		err = parse_secs(arg, MAX_TIMEOUT_SECS, &d);
+		if (err)
+			return bad_value(arg, err, "seconds from 0 to 4294967, fractions allowed, 0 = wait forever");
+		cfg->reader_wait_ms = (unsigned)ceil(d * 1000.0);
+		return 0;
 	case KEY_NEEDS_VALUE:
 		fail("option -o %s needs a value (-o %s=VALUE, see lockfs --help)", arg, arg);
 		return -1;
@@ -364,6 +389,14 @@ static void print_help(void)
 "    -o lease=MS            keep a reader's lock for MS milliseconds after it\n"
 "                           closes, so a read-then-write is one critical section\n"
 "                           (default: %u)\n"
+"    -o long_read=MS        a read held open this long stops excluding other\n"
+"                           readers (tail -f, less); 0 = never (default: %u)\n"
+"    -o reader_wait=SECS    a writer waits at most SECS for programs that only\n"
+"                           read the file, then goes ahead; 0 = wait forever\n"
+"                           (default: %g)\n"
+"    -o calm_after=MS       a file not written for MS milliseconds whose readers\n"
+"                           were seen waiting on an unused lease lets readers\n"
+"                           share until its next write; 0 = never (default: %u)\n"
 "    -o lock_timeout=SECS   fail an open with ENOLCK after waiting SECS seconds\n"
 "                           for its lock; fractions allowed (default: 0 = wait forever)\n"
 "    -o policy=FILE         per-path locking rules, see the documentation\n"
@@ -387,7 +420,9 @@ static void print_help(void)
 "                           the usual mount flags (default: nosuid,nodev)\n"
 "    -o max_read=N          largest read request in bytes (default: kernel's)\n"
 "The following libfuse options are all off by default:\n",
-	       LOCKFS_DEFAULT_LEASE_MS, DEFAULT_CACHE_TIMEOUT, DEFAULT_CACHE_TIMEOUT,
+	       LOCKFS_DEFAULT_LEASE_MS, LOCKFS_DEFAULT_LONG_READ_MS,
+	       LOCKFS_DEFAULT_READER_WAIT_MS / 1000.0, LOCKFS_DEFAULT_CALM_AFTER_MS,
+	       DEFAULT_CACHE_TIMEOUT, DEFAULT_CACHE_TIMEOUT,
 	       DEFAULT_THREADS);
 	fflush(stdout);
 	fuse_lowlevel_help();
@@ -702,6 +737,9 @@ int main(int argc, char *argv[])
 			.lease_ms = LOCKFS_DEFAULT_LEASE_MS,
 			.lock_timeout_ms = 0,
 			.threads = DEFAULT_THREADS,
+			.long_read_ms = LOCKFS_DEFAULT_LONG_READ_MS,
+			.reader_wait_ms = LOCKFS_DEFAULT_READER_WAIT_MS,
+			.calm_after_ms = LOCKFS_DEFAULT_CALM_AFTER_MS,
 		},
 	};
 	struct lockfs_config *cfg = &cl.cfg;

@@ -177,6 +177,7 @@ static int read_status(pid_t tid, struct proc_status *st)
 }
 
 struct proc_stat {
+	pid_t ppid;
 	unsigned long flags;
 	unsigned long long starttime;
 	int exit_code;
@@ -200,7 +201,9 @@ static int read_stat(pid_t tid, struct proc_stat *st)
 	int field = 3;
 	for (char *tok = strtok_r(c + 1, " \n", &save); tok;
 	     tok = strtok_r(NULL, " \n", &save), field++) {
-		if (field == 9)
+		if (field == 4)
+			st->ppid = (pid_t)strtol(tok, NULL, 10);
+		else if (field == 9)
 			st->flags = strtoul(tok, NULL, 10);
 		else if (field == 22)
 			st->starttime = strtoull(tok, NULL, 10);
@@ -227,6 +230,44 @@ static void read_comm(pid_t tid, char comm[16])
 }
 
 /* ---- identities and exits ---------------------------------------------- */
+
+/* pid_max is at most 2^22 (PID_MAX_LIMIT on 64-bit), so the pid fits below
+ * the start time. A process cannot start after its child, and a pid can only
+ * come back after its process is gone, so a key names one process. */
+#define PROC_KEY_PID_BITS 22
+
+uint64_t owner_proc_key(pid_t pid, unsigned long long starttime)
+{
+	if (pid <= 0)
+		return 0;
+	return ((uint64_t)(starttime + 1) << PROC_KEY_PID_BITS) |
+	       ((uint64_t)pid & ((1u << PROC_KEY_PID_BITS) - 1));
+}
+
+static pid_t proc_key_pid(uint64_t key)
+{
+	return (pid_t)(key & ((1u << PROC_KEY_PID_BITS) - 1));
+}
+
+/* The keys of process pid and its ancestors, one /proc/PID/stat read each.
+ * A link whose parent started after its child is a recycled pid: the chain
+ * stops there. So does pid 1 and the daemon (never anyone's heir). */
+static void read_family(pid_t pid, uint64_t family[OWNER_FAMILY_MAX])
+{
+	unsigned long long prev = ~0ull;
+	struct proc_stat st;
+
+	memset(family, 0, OWNER_FAMILY_MAX * sizeof(family[0]));
+	for (unsigned i = 0; i < OWNER_FAMILY_MAX; i++) {
+		if (pid <= 0 || (i > 0 && (pid == 1 || pid == getpid())))
+			break;
+		if (read_stat(pid, &st) != 0 || st.starttime > prev)
+			break;
+		family[i] = owner_proc_key(pid, st.starttime);
+		prev = st.starttime;
+		pid = st.ppid;
+	}
+}
 
 static bool pidfd_exited(int pidfd)
 {
@@ -523,6 +564,7 @@ static int owner_build(const struct owners *o, pid_t tid, struct owner **out)
 	w->info.ppid = st.ppid;
 	w->info.uid = st.euid;
 	read_comm(tid, w->info.comm);
+	read_family(st.tgid, w->info.family);
 	w->ident = o->ino_ident ? fd_ino(w->pidfd) : start;
 
 	/* Record the heir's identity. A thread's main thread keeps its pid
@@ -620,16 +662,43 @@ int owner_lookup(struct owners *o, pid_t tid, uint64_t *id)
 
 /* ---- reaping ------------------------------------------------------------- */
 
-static uint64_t find_heir(struct owners *o, const struct owner *w)
+/* The live owner for the main thread of the process with key `key`, 0 when
+ * that process is gone (its pid may name another process by now). */
+static uint64_t owner_of_proc(struct owners *o, uint64_t key)
 {
-	pid_t heir_pid = w->info.tid != w->info.pid ? w->info.pid : w->info.ppid;
+	pid_t pid = proc_key_pid(key);
+	struct owner_info info;
+	uint64_t id;
+
+	if (pid <= 1 || pid == getpid() || owner_get(o, pid, 0, &id) != 0)
+		return 0;
+	if (owner_info(o, id, &info) != 0 || info.family[0] != key)
+		return 0;
+	return id;
+}
+
+/* The heir of an exited owner (see owner.h), and its process key. */
+static uint64_t find_heir(struct owners *o, const struct owner *w, uint64_t *heir_proc)
+{
+	bool thread = w->info.tid != w->info.pid;
+	pid_t heir_pid = thread ? w->info.pid : w->info.ppid;
 	uint64_t heir;
 
-	if (!w->heir_ident || heir_pid <= 1 || heir_pid == getpid())
-		return 0;
-	if (owner_get(o, heir_pid, w->heir_ident, &heir) != 0)
-		return 0;
-	return heir;
+	*heir_proc = 0;
+	if (w->heir_ident && heir_pid > 1 && heir_pid != getpid() &&
+	    owner_get(o, heir_pid, w->heir_ident, &heir) == 0) {
+		*heir_proc = w->info.family[thread ? 0 : 1];
+		return heir;
+	}
+	/* Gone already: the nearest ancestor still alive inherits. */
+	for (unsigned i = thread ? 1 : 2; i < OWNER_FAMILY_MAX && w->info.family[i]; i++) {
+		heir = owner_of_proc(o, w->info.family[i]);
+		if (heir) {
+			*heir_proc = w->info.family[i];
+			return heir;
+		}
+	}
+	return 0;
 }
 
 static void detach(struct owners *o, struct owner *w, struct owner **batch)
@@ -678,14 +747,15 @@ int owners_reap(struct owners *o, owner_exit_fn on_exit, void *arg)
 		while (batch) {
 			struct owner *w = batch;
 			bool killed = owner_killed(w);
-			uint64_t heir = killed ? 0 : find_heir(o, w);
+			uint64_t heir_proc = 0;
+			uint64_t heir = killed ? 0 : find_heir(o, w, &heir_proc);
 
 			batch = w->dead_next;
 			log_debug("owner %llu exited%s, heir %llu",
 				  (unsigned long long)w->info.id,
 				  killed ? " (signal)" : "", (unsigned long long)heir);
 			if (on_exit)
-				on_exit(arg, w->info.id, heir);
+				on_exit(arg, w->info.id, heir, heir_proc);
 			owner_destroy(w);
 			reported++;
 		}

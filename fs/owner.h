@@ -11,9 +11,13 @@
  * exited owner with its heir:
  *   - a thread that is not its process's main thread: heir = the main thread;
  *   - a process's main thread: heir = the parent process's main thread;
+ *   - when that heir has already exited, the nearest ancestor still alive
+ *     (a lease passes up through `timeout cat f` to the shell even when
+ *     timeout is gone before cat's exit is noticed), matched by its
+ *     process key;
  *   - no heir when the owner was killed by a signal (kill -9 releases at
- *     once), when the heir has already exited, or when the heir is pid 1 or
- *     the daemon itself. The heir is matched by identity, not by pid number
+ *     once), when no ancestor is left, or when the heir is pid 1 or the
+ *     daemon itself. The heir is matched by identity, not by pid number
  *     (owner.c explains how): a process that reuses the parent's pid never
  *     inherits, and a child that was reparented has no heir.
  * All functions are thread-safe (one mutex inside, owners_lock). */
@@ -26,6 +30,13 @@
 
 struct owners;
 
+/* How many processes an owner's family names: its own, then ancestors. */
+#define OWNER_FAMILY_MAX 8
+
+/* A process key: unique for the boot (its start time and pid), so a
+ * recycled pid never matches. 0 means none. */
+uint64_t owner_proc_key(pid_t pid, unsigned long long starttime);
+
 struct owner_info {
 	uint64_t id;
 	pid_t tid;
@@ -33,6 +44,9 @@ struct owner_info {
 	pid_t ppid;     /* parent process at first sight */
 	uid_t uid;      /* effective uid at first sight */
 	char comm[16];  /* thread name, as in /proc/TID/comm */
+	/* family[0] its process's key, family[1] the parent's, ... up to pid 1
+	 * (excluded), as they were at first sight; 0 ends the list. */
+	uint64_t family[OWNER_FAMILY_MAX];
 };
 
 /* 0 or -errno. */
@@ -52,8 +66,9 @@ int owner_info(struct owners *o, uint64_t id, struct owner_info *out);
 int owners_fd(struct owners *o);
 
 /* Reports every exited owner once through on_exit, then forgets it. Returns
- * the number reported. on_exit is called without owners_lock held. */
-typedef void (*owner_exit_fn)(void *arg, uint64_t id, uint64_t heir);
+ * the number reported. on_exit is called without owners_lock held;
+ * heir_proc is the heir's process key (0 with no heir). */
+typedef void (*owner_exit_fn)(void *arg, uint64_t id, uint64_t heir, uint64_t heir_proc);
 int owners_reap(struct owners *o, owner_exit_fn on_exit, void *arg);
 
 /* How many owners are tracked now (for tests and lockstat). */

@@ -824,8 +824,10 @@ static void open_finish(struct open_op *op, int status)
 		} else {
 			/* Changed behind the mount's back: the cached pages go
 			 * (keep_cache = 0) and so must the cached size and
-			 * times, before the reply lets anyone read. */
+			 * times, before the reply lets anyone read. Somebody
+			 * writes it: readers no longer share it freely. */
 			op->fi.keep_cache = 0;
+			locking_written(pt->locking, op->inode->key);
 			if (pt->se)
 				fuse_lowlevel_notify_inval_inode(pt->se, op->inode->nodeid, -1, 0);
 		}
@@ -856,6 +858,33 @@ static void open_resume(struct lk_wait *w, int status)
 	open_finish(container_of(w, struct open_op, w), status);
 }
 
+/* Whether the caller of `op` could modify the file: write it, or replace it
+ * by a rename in its directory. A program that can do neither can only
+ * read, so its reads never need update intent (and so can never keep a
+ * writer out for longer than reader_wait). Asked of the source file system
+ * as the caller (ACLs included), and only when the caller is not the
+ * daemon's own user: one access check, two with the directory. */
+static bool caller_can_modify(struct passthrough *pt, struct open_op *op)
+{
+	const struct creds *prev;
+	struct inode *dir;
+	bool can;
+
+	if (!op->creds.active || op->creds.uid == 0)
+		return true;
+	prev = creds_enter(pt, &op->creds);
+	can = faccessat(pt->proc_fd, fdname(op->inode->fd).s, W_OK, AT_EACCESS) == 0;
+	if (!can) {
+		dir = inode_parent(pt->inodes, op->inode);
+		/* Unknown directory: assume it could. */
+		can = !dir || faccessat(pt->proc_fd, fdname(dir->fd).s, W_OK | X_OK,
+					AT_EACCESS) == 0;
+		inode_put(pt->inodes, dir);
+	}
+	creds_leave(pt, prev);
+	return can;
+}
+
 /* Fills the lock request of an open or create; false when no lock is to
  * be taken after all (the kernel's own requests carry no caller). */
 static bool prepare_lock(struct open_op *op, fuse_req_t req, const struct lock_params *lp,
@@ -873,6 +902,7 @@ static bool prepare_lock(struct open_op *op, fuse_req_t req, const struct lock_p
 		return false;
 	}
 	op->tgid = op->tid;
+	memset(info.family, 0, sizeof(info.family));
 	if (owner_info(locking_owners(pt->locking), owner, &info) == 0)
 		op->tgid = info.pid;
 	op->lock = true;
@@ -880,9 +910,15 @@ static bool prepare_lock(struct open_op *op, fuse_req_t req, const struct lock_p
 	op->w.req = req;
 	op->w.lt.file = op->inode->key;
 	op->w.lt.owner = owner;
-	op->w.lt.cls = (cls == OPEN_READ && lp->mode == POLICY_READERS_WRITER) ? LT_SHARED : LT_EXCL;
+	memcpy(op->w.lt.family, info.family, sizeof(op->w.lt.family));
+	if (cls != OPEN_READ)
+		op->w.lt.cls = LT_EXCL;
+	else if (lp->mode == POLICY_READERS_WRITER || !caller_can_modify(pt, op))
+		op->w.lt.cls = LT_SHARED;
+	else
+		op->w.lt.cls = LT_UPDATE;
 	op->w.lt.flags = (op->write ? LT_F_WRITE : 0) | ((flags & O_NONBLOCK) ? LT_F_NONBLOCK : 0);
-	op->w.lt.lease_ns = (cls == OPEN_READ && lp->mode == POLICY_EXCLUSIVE) ? lp->lease_ns : 0;
+	op->w.lt.lease_ns = op->w.lt.cls == LT_UPDATE ? lp->lease_ns : 0;
 	op->w.lt.deadline = deadline_for(lp);
 	return true;
 }
@@ -2566,6 +2602,8 @@ static void pt_setlk(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi,
 		return;
 	}
 	fl.l_pid = 0;
+	if (fl.l_type != F_UNLCK)
+		locking_advisory(pt_of(req)->locking, h->key);
 	if (sleep && fl.l_type != F_UNLCK) {
 		start_blocking(req, h, false, 0, &fl, fi->lock_owner);
 		return;
@@ -2587,6 +2625,8 @@ static void pt_flock(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi, 
 		reply_status(req, (op & LOCK_UN) ? 0 : -ENOLCK);
 		return;
 	}
+	if (!(op & LOCK_UN))
+		locking_advisory(pt_of(req)->locking, h->key);
 	if (!(op & LOCK_NB) && !(op & LOCK_UN)) {
 		start_blocking(req, h, true, op, NULL, 0);
 		return;

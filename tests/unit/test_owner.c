@@ -88,8 +88,9 @@ struct exits {
 	uint64_t heir[MAX_EXITS];
 };
 
-static void record_exit(void *arg, uint64_t id, uint64_t heir)
+static void record_exit(void *arg, uint64_t id, uint64_t heir, uint64_t heir_proc)
 {
+	(void)heir_proc;
 	struct exits *x = arg;
 
 	pthread_mutex_lock(&x->lock);
