@@ -1143,11 +1143,15 @@ static bool peekable(const struct frec *f, const struct owner *o,
 }
 
 /* The long-read clock of an update-intent hold runs while it has handles
- * open for reading only. */
+ * open for reading only. A read opened beside a write handle still open
+ * (an LT_UPDATE request with LT_F_WRITE) starts no clock: the hold is
+ * writing, and a long hold would let other update reads in beside that
+ * write ("without a write", locktable.h). A write grant already stops a
+ * running clock. */
 static void long_timer(struct lock_table *t, struct hold *h, uint64_t now)
 {
 	if (!t->cfg.long_read_ns || h->cls != LT_UPDATE || h->long_ ||
-	    h->dl.idx != DL_NONE)
+	    h->dl.idx != DL_NONE || hold_writing(h))
 		return;
 	h->dl.kind = DL_LONG;
 	h->dl.when = sat_add(now, t->cfg.long_read_ns);
@@ -1316,6 +1320,23 @@ static void grant_waiter(struct lock_table *t, struct waiter *w, uint64_t now)
 	decide(t, req, status);
 }
 
+/* Whether only holds that are not writing stand in the way of w: a waiter
+ * that broke the readers once is not held back by readers granted since
+ * (readers that were queued ahead of it), so its wait stays bounded. */
+static bool only_readers_block(const struct waiter *w)
+{
+	const struct dlist *n;
+	enum lt_class cls = req_class(w->f, w->cls, w->req->flags);
+
+	for (n = w->f->st->holds.next; n != &w->f->st->holds; n = n->next) {
+		const struct hold *h = container_of(n, struct hold, f_link);
+
+		if (blocks(h, w->o, cls, w->req->flags) && hold_writing(h))
+			return false;
+	}
+	return true;
+}
+
 /* Grants the queue head, then the next, while they fit. */
 static void pump(struct lock_table *t, struct frec *f, uint64_t now)
 {
@@ -1323,7 +1344,8 @@ static void pump(struct lock_table *t, struct frec *f, uint64_t now)
 		struct waiter *w = container_of(f->st->queue.next, struct waiter, q_link);
 
 		if (!compatible(t, f, w->o, req_class(f, w->cls, w->req->flags),
-				w->req->flags))
+				w->req->flags) &&
+		    !(w->broke && only_readers_block(w)))
 			break;
 		grant_waiter(t, w, now);
 	}
@@ -1702,7 +1724,7 @@ int lt_acquire(struct lock_table *t, struct lt_request *req, uint64_t now)
 	struct frec *asked, *f;
 	struct owner *o;
 	struct hold *h;
-	bool upgrade, moved = false;
+	bool upgrade, join, moved = false;
 	int rc;
 
 	req->granted_file = 0;
@@ -1749,6 +1771,15 @@ int lt_acquire(struct lock_table *t, struct lt_request *req, uint64_t now)
 				moved = true;
 			}
 		}
+	}
+	if (moved && f->advisory && !asked->advisory) {
+		/* A late open of a replaced file that leads to an advisory
+		 * one: stepping aside here would let it open the replaced
+		 * inode. It looks the name up again, like a forwarded peek
+		 * (no lease), and its retry passes on the advisory file. */
+		owner_arm_retry(t, o, asked->id, f->id);
+		rc = -ESTALE;
+		goto out;
 	}
 	if (f->advisory || asked->advisory) {
 		/* Programs coordinate this file themselves. */
@@ -1807,13 +1838,20 @@ int lt_acquire(struct lock_table *t, struct lt_request *req, uint64_t now)
 		}
 		break;
 	}
+	/* A request that would join its program's hold, but must wait for
+	 * someone else (a pure reader beside the program), waits at the head
+	 * of the queue like an upgrade: joining goes ahead of the queue
+	 * (locktable.h), and the waiters queued before it may be waiting for
+	 * the very hold it joins (`while read l; do sed -i ... f; done < f`:
+	 * the script waits for sed, which would wait behind them forever). */
+	join = !h && family_hold(f, o, flags);
 	if (would_deadlock(t, f, o, req_class(f, cls, flags),
-			   !upgrade && f->st && !dl_empty(&f->st->queue))) {
+			   !upgrade && !join && f->st && !dl_empty(&f->st->queue))) {
 		rc = -EDEADLK;
 		stats_refusal(asked, rc);
 		goto out;
 	}
-	rc = park(t, req, f, asked, o, cls, upgrade, moved, now);
+	rc = park(t, req, f, asked, o, cls, upgrade || join, moved, now);
 	if (rc == 0) {
 		finish(t, now);
 		return -EINPROGRESS;

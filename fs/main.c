@@ -820,6 +820,7 @@ int main(int argc, char *argv[])
 		goto out;
 	}
 	mounted = true;
+	passthrough_mounted(pt);
 	log_debug("mounted %s on %s (lease %u ms, lock timeout %u ms, %s)",
 		  fsname, cfg->mountpoint, cfg->lease_ms, cfg->lock_timeout_ms,
 		  cfg->single_thread ? "single-threaded" : "multi-threaded");

@@ -58,6 +58,7 @@
 #include "log.h"
 #include "owner.h"
 #include "policy.h"
+#include "procscan.h"
 
 /* The kernel's __FMODE_EXEC: it travels in the open flags of the FUSE OPEN
  * request when a program is being executed (observed on this kernel for
@@ -83,6 +84,10 @@ struct passthrough {
 	 * passthrough_new(), and "self" must be the daemon itself. */
 	int proc_fd;
 	bool dont_mask;                     /* set at init, read-only after */
+	/* The mount's device, set before the session loop, read-only after;
+	 * 0 when unknown (a MOUNTPOINT given as /dev/fd/N): descriptors are
+	 * then matched by inode number alone, which errs on holding. */
+	dev_t mnt_dev;
 
 	/* The daemon's identity, to go back to after acting as a caller.
 	 * Read-only after passthrough_new(). */
@@ -1160,109 +1165,9 @@ static void unlock_posix(struct handle *h)
 		log_debug("fcntl(F_OFD_SETLK, F_UNLCK): %s", strerror(errno));
 }
 
-/* Whether process tgid maps inode number ino shared and writable: its
- * writes may then go on after the descriptor is closed. Files of other file
- * systems with the same inode number only make this err on the safe side. */
-static bool mapped_writable(pid_t tgid, ino_t ino)
-{
-	char path[32], *line = NULL;
-	size_t cap = 0;
-	bool found = false;
-	FILE *f;
-
-	snprintf(path, sizeof(path), "/proc/%d/maps", (int)tgid);
-	f = fopen(path, "re");
-	if (!f)
-		return false;
-	while (!found && getline(&line, &cap, f) > 0) {
-		/* start-end perms offset dev inode [path] */
-		char perms[8];
-		unsigned long long inode;
-
-		if (sscanf(line, "%*s %7s %*s %*s %llu", perms, &inode) == 2 &&
-		    inode == (unsigned long long)ino && perms[1] == 'w' && perms[3] == 's')
-			found = true;
-	}
-	free(line);
-	fclose(f);
-	return found;
-}
-
-/* Whether process tgid still has a descriptor on inode number ino of the
- * mount. FLUSH comes at every close(), including that of a duplicate: the
- * shell's `cmd > file` opens the file, dup2()s it to 1 and closes the
- * original, then writes through 1. By the time of the FLUSH the closing
- * descriptor is out of the table, so any descriptor left is another one.
- * Only descriptors whose path lies under the mount point are examined
- * (one readlink each, then the inode from fdinfo). A process with very many
- * descriptors, or an unreadable table, counts as still holding the file:
- * its lock then goes at RELEASE, a moment after close() returns, and a
- * process closing thousands of held files does not pay a scan of thousands
- * of descriptors for each (the kernel gives the count as the size of
- * /proc/PID/fd, so that case costs one fstat). */
+/* Closing processes with more descriptors than this are not searched (see
+ * pt_flush): their handles are released at RELEASE. */
 #define FD_SCAN_MAX 256
-
-static bool process_has_fd_on(struct passthrough *pt, pid_t tgid, ino_t ino)
-{
-	const char *mnt = pt->cfg->mountpoint;
-	size_t mlen = mnt ? strlen(mnt) : 0;
-	char path[64], link[PATH_MAX];
-	struct dirent *de;
-	struct stat st;
-	unsigned seen = 0;
-	bool found = false;
-	int dfd;
-	DIR *d;
-
-	snprintf(path, sizeof(path), "/proc/%d/fd", (int)tgid);
-	dfd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (dfd < 0)
-		return errno != ENOENT; /* gone: nothing left open */
-	if (fstat(dfd, &st) == 0 && st.st_size > FD_SCAN_MAX) {
-		close(dfd);
-		return true;
-	}
-	d = fdopendir(dfd);
-	if (!d) {
-		close(dfd);
-		return true;
-	}
-	while (!found && (de = readdir(d)) != NULL) {
-		char info[300], buf[512];
-		ssize_t n;
-		int ifd;
-
-		if (de->d_name[0] == '.')
-			continue;
-		if (++seen > FD_SCAN_MAX) {
-			found = true;
-			break;
-		}
-		n = readlinkat(dfd, de->d_name, link, sizeof(link) - 1);
-		if (n < 0)
-			continue;
-		link[n] = '\0';
-		if (mlen && !(strncmp(link, mnt, mlen) == 0 &&
-			      (link[mlen] == '/' || (mlen == 1 && mnt[0] == '/'))))
-			continue;
-		snprintf(info, sizeof(info), "/proc/%d/fdinfo/%s", (int)tgid, de->d_name);
-		ifd = open(info, O_RDONLY | O_CLOEXEC);
-		if (ifd < 0)
-			continue;
-		n = read(ifd, buf, sizeof(buf) - 1);
-		close(ifd);
-		if (n > 0) {
-			const char *p;
-
-			buf[n] = '\0';
-			p = strstr(buf, "\nino:");
-			if (p && strtoull(p + 5, NULL, 10) == (unsigned long long)ino)
-				found = true;
-		}
-	}
-	closedir(d);
-	return found;
-}
 
 /* FLUSH comes at every close() of a handle that holds a lock (the others
  * are opened with noflush). When the opening process closes its last
@@ -1276,7 +1181,10 @@ static bool process_has_fd_on(struct passthrough *pt, pid_t tgid, ino_t ino)
  * file the process still maps shared and writable keeps its lock until
  * RELEASE, since writes through the mapping go on (mmap() wants O_RDWR for
  * that, so only such handles pay for reading the process's maps). A child
- * that inherited the descriptor closing its copy does not count.
+ * that inherited the descriptor closing its copy does not count. Another
+ * descriptor counts when it is on this file of this mount's device (bind
+ * mounts of the mount included, see procscan.h), whatever path it was
+ * opened by.
  *
  * POSIX record locks belong to the process and go at its first close of any
  * descriptor of the file; the kernel passes that process's lock owner here,
@@ -1293,8 +1201,8 @@ static void pt_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	}
 	if (__atomic_load_n(&h->locked, __ATOMIC_ACQUIRE) &&
 	    same_process(h, fuse_req_ctx(req)->pid) &&
-	    !process_has_fd_on(pt, h->tgid, h->inode->ino) &&
-	    !(h->rdwr && mapped_writable(h->tgid, h->inode->ino)) &&
+	    !procscan_has_fd_on(h->tgid, pt->mnt_dev, h->inode->ino, FD_SCAN_MAX) &&
+	    !(h->rdwr && procscan_mapped_writable(h->tgid, pt->mnt_dev, h->inode->ino)) &&
 	    __atomic_exchange_n(&h->locked, false, __ATOMIC_ACQ_REL)) {
 		log_debug("flush: %s lock on %016" PRIx64 " released by its process",
 			  h->write ? "write" : "read", (uint64_t)h->key);
@@ -2793,6 +2701,18 @@ int passthrough_new(struct passthrough **out, const struct lockfs_config *cfg,
 void passthrough_set_session(struct passthrough *pt, struct fuse_session *se)
 {
 	pt->se = se;
+}
+
+void passthrough_mounted(struct passthrough *pt)
+{
+	int rc = procscan_mount_dev(pt->cfg->mountpoint, &pt->mnt_dev);
+
+	if (rc < 0) {
+		pt->mnt_dev = 0;
+		log_debug("device of the mount on %s unknown (%s): closing processes' "
+			  "descriptors are matched by inode number only",
+			  pt->cfg->mountpoint, strerror(-rc));
+	}
 }
 
 void passthrough_free(struct passthrough *pt)

@@ -19,6 +19,10 @@ int passthrough_new(struct passthrough **out, const struct lockfs_config *cfg,
 		    struct locking *locking);
 /* Needed for cache invalidation notices; call before the session loop. */
 void passthrough_set_session(struct passthrough *pt, struct fuse_session *se);
+/* The mount exists: learns its device, which tells a closing process's
+ * descriptors on this mount (and its bind mounts) from others. Call before
+ * the session loop. */
+void passthrough_mounted(struct passthrough *pt);
 void passthrough_free(struct passthrough *pt);
 
 #endif

@@ -2546,6 +2546,936 @@ static void test_held_file_cost(void **state)
 	assert_int_equal(lt_file_count(x->t), 0);
 }
 
+/* ------------------------------------------------- programs (version 2) */
+
+/* Processes, as the daemon keys them. */
+#define PR_G  0x7001 /* a grandparent (a login shell) */
+#define PR_P  0x7002 /* its child (a script) */
+#define PR_C  0x7003 /* the script's child (cat, sed) */
+#define PR_C2 0x7004 /* another child of the script */
+#define PR_U  0x7009 /* unrelated to all of them */
+#define PR_U2 0x700a
+
+static void fam(struct lt_request *r, lt_proc_t p0, lt_proc_t p1, lt_proc_t p2)
+{
+	r->family[0] = p0;
+	r->family[1] = p1;
+	r->family[2] = p2;
+}
+
+/* A read with update intent, by an owner of process p0 (child of p1). */
+static int upd(struct fx *x, struct lt_request *r, lt_file_t f, lt_owner_t o,
+	       uint64_t lease, lt_proc_t p0, lt_proc_t p1)
+{
+	mk(r, f, o, LT_UPDATE, 0, lease, 0);
+	fam(r, p0, p1, 0);
+	return acq(x, r);
+}
+
+static void configure(struct fx *x, uint64_t calm_after, uint64_t long_read,
+		      uint64_t reader_wait)
+{
+	struct lt_config c = {
+		.calm_after_ns = calm_after,
+		.long_read_ns = long_read,
+		.reader_wait_ns = reader_wait,
+	};
+
+	lt_configure(x->t, &c);
+}
+
+static struct lt_file_info info(struct fx *x, lt_file_t f)
+{
+	struct lt_file_info i;
+
+	memset(&i, 0xff, sizeof(i)); /* must be overwritten */
+	assert_int_equal(lt_file_info(x->t, f, &i), 0);
+	return i;
+}
+
+/* The holders of f, which must be exactly n. */
+static void holders_n(struct fx *x, lt_file_t f, struct lt_holder_view *v, size_t n)
+{
+	memset(v, 0, n * sizeof(*v));
+	assert_int_equal(lt_holders(x->t, f, v, n), n);
+}
+
+/* The hold of owner o on f; fails the test when there is none. */
+static struct lt_holder_view hold_of(struct fx *x, lt_file_t f, lt_owner_t o)
+{
+	struct lt_holder_view v[16];
+	size_t n = lt_holders(x->t, f, v, 16);
+
+	assert_true(n <= 16);
+	for (size_t i = 0; i < n; i++)
+		if (v[i].owner == o)
+			return v[i];
+	fail_msg("owner %llu holds nothing", (unsigned long long)o);
+	return v[0];
+}
+
+static void test_update_excludes_update(void **state)
+{
+	struct fx *x = *state;
+	struct lt_request a, s, b, bw, w;
+	const struct lt_request *q[4];
+	struct lt_holder_view v[2];
+
+	mk(&a, FA, OA, LT_UPDATE, 0, 100, 0);
+	assert_int_equal(acq(x, &a), 0);
+	assert_int_equal(holder(x, FA).cls, LT_UPDATE);
+	/* A pure reader cannot lose an update: it comes in at once. */
+	mk(&s, FA, OC, LT_SHARED, 0, 0, 0);
+	assert_int_equal(acq(x, &s), 0);
+	assert_int_equal(nhold(x, FA), 2);
+	/* Two reads that may each write back would lose one update. */
+	mk(&b, FA, OB, LT_UPDATE, 0, 100, 0);
+	assert_int_equal(acq(x, &b), -EINPROGRESS);
+	assert_int_equal(wr(x, &w, FA, OD), -EINPROGRESS);
+	assert_int_equal(lt_waiters(x->t, FA, q, 4), 2);
+	assert_ptr_equal(q[0], &b);
+	assert_ptr_equal(q[1], &w);
+
+	/* The update read's lease keeps the next one out until it ends. */
+	x->now = 1050;
+	assert_int_equal(rel(x, FA, OA, false), 0);
+	expect_none(x);
+	holders_n(x, FA, v, 2);
+	assert_int_equal(v[0].owner, OA);
+	assert_int_equal(v[0].handles, 0);
+	assert_int_equal(v[0].lease_until, 1150);
+	lt_tick(x->t, 1149);
+	expect_none(x);
+	lt_tick(x->t, 1150);
+	expect_decided(x, &b, 0);
+	expect_none(x);
+
+	/* The writer waits for both kinds of reader. */
+	x->now = 1200;
+	assert_int_equal(rel(x, FA, OC, false), 0);
+	expect_none(x);
+	assert_int_equal(holder(x, FA).owner, OB);
+	mk(&bw, FA, OB, LT_EXCL, LT_F_WRITE, 0, 0);
+	assert_int_equal(acq(x, &bw), 0); /* B writes what it read */
+	assert_int_equal(rel(x, FA, OB, true), 0);
+	assert_int_equal(rel(x, FA, OB, false), 0);
+	expect_decided(x, &w, 0);
+	assert_int_equal(holder(x, FA).owner, OD);
+	assert_int_equal(rel(x, FA, OD, true), 0);
+	assert_int_equal(lt_file_count(x->t), 0);
+}
+
+static void test_family_child_joins_parent(void **state)
+{
+	struct fx *x = *state;
+	struct lt_request a, u, c, cw, d, e, b2;
+	struct lt_holder_view v[3];
+
+	/* `while read l; do sed -i ... f; done < f`: the script holds f. */
+	assert_int_equal(upd(x, &a, FA, OA, 100, PR_P, PR_G), 0);
+	assert_int_equal(upd(x, &u, FA, OB, 100, PR_U, 0), -EINPROGRESS);
+	/* Its child reads and writes f at once, ahead of the unrelated
+	 * waiter that the script's hold keeps out. */
+	assert_int_equal(upd(x, &c, FA, OC, 100, PR_C, PR_P), 0);
+	mk(&cw, FA, OC, LT_EXCL, LT_F_WRITE, 0, 0);
+	fam(&cw, PR_C, PR_P, PR_G);
+	assert_int_equal(acq(x, &cw), 0);
+	/* A grandchild's first request is a write: it joins as well. */
+	mk(&d, FA, OD, LT_EXCL, LT_F_WRITE, 0, 0);
+	fam(&d, 0x7777, PR_C, PR_P);
+	assert_int_equal(acq(x, &d), 0);
+	expect_none(x);
+	assert_int_equal(stats(x, FA).joins, 2);
+	assert_int_equal(stats(x, FA).contentions, 1);
+	holders_n(x, FA, v, 3);
+	assert_int_equal(v[0].owner, OA);
+	assert_false(v[0].joined);
+	assert_int_equal(v[1].owner, OC);
+	assert_true(v[1].joined);
+	assert_int_equal(v[1].cls, LT_EXCL);
+	assert_int_equal(v[1].handles, 2);
+	assert_int_equal(v[2].owner, OD);
+	assert_true(v[2].joined);
+
+	/* The shell that started the script is no part of what it runs. */
+	mk(&e, FA, OG, LT_SHARED, 0, 0, 0);
+	fam(&e, PR_G, 0, 0);
+	assert_int_equal(acq(x, &e), -EINPROGRESS);
+	assert_int_equal(nwait(x, FA), 2);
+
+	/* The script stops reading; the grandchild's write closing ends the
+	 * script's lease: the section was that write's. */
+	assert_int_equal(rel(x, FA, OA, false), 0);
+	assert_int_equal(nhold(x, FA), 3);
+	assert_int_equal(rel(x, FA, OD, true), 0);
+	holders_n(x, FA, v, 1);
+	assert_int_equal(v[0].owner, OC);
+	expect_none(x);
+	assert_int_equal(rel(x, FA, OC, false), 0);
+	expect_none(x);
+	assert_int_equal(rel(x, FA, OC, true), 0);
+	expect_decided(x, &u, 0);
+	expect_decided(x, &e, 0);
+	expect_none(x);
+	assert_int_equal(rel(x, FA, OB, false), 0);
+	assert_int_equal(rel(x, FA, OG, false), 0);
+	lt_tick(x->t, x->now + 100);
+	assert_int_equal(lt_file_count(x->t), 0);
+
+	/* Joining goes down the tree only: a script waits for its child. */
+	assert_int_equal(upd(x, &c, FB, OC, 100, PR_C, PR_P), 0);
+	assert_int_equal(upd(x, &b2, FB, OA, 100, PR_P, PR_G), -EINPROGRESS);
+	assert_int_equal(lt_cancel(x->t, &b2, x->now), 0);
+	expect_decided(x, &b2, -EINTR);
+	assert_int_equal(stats(x, FB).joins, 0);
+}
+
+static void test_family_join_waits_at_head(void **state)
+{
+	struct fx *x = *state;
+	struct lt_request a, s, u, c, d;
+	const struct lt_request *q[3];
+
+	/* The script reads f; a pure reader (who may not write f) reads it
+	 * too; an unrelated update read waits for the script. */
+	assert_int_equal(upd(x, &a, FA, OA, 100, PR_P, PR_G), 0);
+	mk(&s, FA, OB, LT_SHARED, 0, 0, 0);
+	fam(&s, PR_U, 0, 0);
+	assert_int_equal(acq(x, &s), 0);
+	assert_int_equal(upd(x, &u, FA, OD, 100, PR_U2, 0), -EINPROGRESS);
+	/* A child's update read fits beside the pure reader. */
+	assert_int_equal(upd(x, &c, FA, OC, 100, PR_C, PR_P), 0);
+	assert_true(hold_of(x, FA, OC).joined);
+	/* The child's own child writes: it must wait for the pure reader,
+	 * but not for the unrelated waiter, which waits for the script while
+	 * the script waits for its children. */
+	mk(&d, FA, OP, LT_EXCL, LT_F_WRITE, 0, 0);
+	fam(&d, 0x7300, PR_C, PR_P);
+	assert_int_equal(acq(x, &d), -EINPROGRESS);
+	assert_int_equal(lt_waiters(x->t, FA, q, 3), 2);
+	assert_ptr_equal(q[0], &d);
+	assert_ptr_equal(q[1], &u);
+	x->now = 1100;
+	assert_int_equal(rel(x, FA, OB, false), 0);
+	expect_decided(x, &d, 0);
+	expect_none(x);
+	assert_true(hold_of(x, FA, OP).joined);
+	assert_int_equal(stats(x, FA).joins, 2);
+	/* Its close ends the script's section; the unrelated reader then
+	 * waits only for the first child's read. */
+	assert_int_equal(rel(x, FA, OA, false), 0);
+	assert_int_equal(rel(x, FA, OP, true), 0);
+	expect_none(x);
+	assert_int_equal(rel(x, FA, OC, false), 0);
+	assert_int_equal(hold_of(x, FA, OC).lease_until, 1200);
+	lt_tick(x->t, 1200);
+	expect_decided(x, &u, 0);
+}
+
+static void test_family_sibling_threads(void **state)
+{
+	struct fx *x = *state;
+	struct lt_request t1, t2, t3, u, bar;
+	struct lt_holder_view v[2];
+
+	/* OA, OB and OC are threads of one process. */
+	assert_int_equal(upd(x, &t1, FA, OA, 1000, PR_P, PR_G), 0);
+	/* Two threads racing a read-modify-write are still serialized. */
+	assert_int_equal(upd(x, &t2, FA, OB, 1000, PR_P, PR_G), -EINPROGRESS);
+	assert_int_equal(lt_cancel(x->t, &t2, x->now), 0);
+	expect_decided(x, &t2, -EINTR);
+	assert_int_equal(rel(x, FA, OA, false), 0);
+	assert_int_equal(holder(x, FA).lease_until, 2000);
+	x->now = 1010;
+	assert_int_equal(upd(x, &t2, FA, OB, 1000, PR_P, PR_G), -EINPROGRESS);
+	assert_int_equal(lt_cancel(x->t, &t2, x->now), 0);
+	expect_decided(x, &t2, -EINTR);
+
+	assert_int_equal(upd(x, &u, FA, OD, 1000, PR_U, 0), -EINPROGRESS);
+	/* A pool thread writes what another one read: one flow of work. */
+	x->now = 1020;
+	mk(&t3, FA, OC, LT_EXCL, LT_F_WRITE, 0, 0);
+	fam(&t3, PR_P, PR_G, 0);
+	assert_int_equal(acq(x, &t3), 0);
+	expect_none(x);
+	holders_n(x, FA, v, 2);
+	assert_int_equal(v[0].owner, OA);
+	assert_int_equal(v[0].handles, 0);
+	assert_int_equal(v[1].owner, OC);
+	assert_true(v[1].joined);
+	assert_int_equal(stats(x, FA).joins, 1);
+	/* Its close ends the section, the first thread's lease with it. */
+	x->now = 1030;
+	assert_int_equal(rel(x, FA, OC, true), 0);
+	expect_decided(x, &u, 0);
+	assert_int_equal(holder(x, FA).owner, OD);
+	assert_int_equal(lt_next_deadline(x->t), UINT64_MAX);
+	assert_int_equal(rel(x, FA, OD, false), 0);
+	assert_int_equal(holder(x, FA).lease_until, 2030);
+	lt_tick(x->t, 2030);
+	assert_int_equal(lt_file_count(x->t), 0);
+
+	/* A barrier (the rename of a temporary over the file) is a write. */
+	assert_int_equal(upd(x, &t1, FB, OA, 1000, PR_P, PR_G), 0);
+	assert_int_equal(rel(x, FB, OA, false), 0);
+	assert_int_equal(upd(x, &u, FB, OD, 1000, PR_U, 0), -EINPROGRESS);
+	mk(&bar, FB, OB, LT_EXCL, LT_F_WRITE | LT_F_BARRIER, 0, 0);
+	fam(&bar, PR_P, PR_G, 0);
+	assert_int_equal(acq(x, &bar), 0);
+	expect_none(x);
+	assert_int_equal(lt_barrier_done(x->t, FB, OB, x->now), 0);
+	expect_decided(x, &u, 0);
+	assert_int_equal(holder(x, FB).owner, OD);
+}
+
+static void test_family_inherited_lease(void **state)
+{
+	struct fx *x = *state;
+	struct lt_request c, u, pk, t2, c2, g2;
+	struct lt_holder_view v[4];
+
+	/* cat (OA, in PR_C) read f under timeout (PR_P) under a shell (PR_G). */
+	assert_int_equal(upd(x, &c, FA, OA, 1000, PR_C, PR_P), 0);
+	assert_int_equal(rel(x, FA, OA, false), 0);
+	assert_int_equal(upd(x, &u, FA, OD, 1000, PR_U, 0), -EINPROGRESS);
+	/* Before the exit the script's other threads are not cat's program. */
+	mk(&pk, FA, OB, LT_UPDATE, LT_F_NONBLOCK, 1000, 0);
+	fam(&pk, PR_P, PR_G, 0);
+	assert_int_equal(acq(x, &pk), LT_PEEK);
+
+	x->now = 1100;
+	lt_owner_exit2(x->t, OA, OP, PR_P, x->now);
+	holders_n(x, FA, v, 1);
+	assert_int_equal(v[0].owner, OP);
+	assert_true(v[0].inherited);
+	assert_int_equal(v[0].lease_until, 2000);
+	expect_none(x);
+	/* Now it is the script's: another of its threads reads it at once,
+	 * and so does its other child, both bounded by the inherited lease. */
+	mk(&t2, FA, OB, LT_UPDATE, 0, 1000, 0);
+	fam(&t2, PR_P, PR_G, 0);
+	assert_int_equal(acq(x, &t2), 0);
+	assert_int_equal(upd(x, &c2, FA, OC, 1000, PR_C2, PR_P), 0);
+	assert_int_equal(stats(x, FA).joins, 2);
+	x->now = 1200;
+	assert_int_equal(rel(x, FA, OB, false), 0);
+	assert_int_equal(rel(x, FA, OC, false), 0);
+	holders_n(x, FA, v, 3);
+	for (int i = 0; i < 3; i++)
+		assert_int_equal(v[i].lease_until, 2000);
+
+	/* They exit in turn: what they held goes back into the script's. */
+	x->now = 1250;
+	lt_owner_exit2(x->t, OB, OP, PR_P, x->now);
+	lt_owner_exit2(x->t, OC, OP, PR_P, x->now);
+	holders_n(x, FA, v, 1);
+	assert_int_equal(v[0].owner, OP);
+	assert_int_equal(v[0].lease_until, 2000);
+
+	/* timeout exits normally: the lease passes on to the shell. */
+	x->now = 1300;
+	lt_owner_exit2(x->t, OP, OG, PR_G, x->now);
+	holders_n(x, FA, v, 1);
+	assert_int_equal(v[0].owner, OG);
+	assert_true(v[0].inherited);
+	assert_int_equal(v[0].handles, 0);
+	assert_int_equal(v[0].lease_until, 2000);
+	/* The shell's other threads, and its other children, join what it
+	 * inherited. */
+	mk(&g2, FA, OG + 100, LT_UPDATE, 0, 1000, 0);
+	fam(&g2, PR_G, 0, 0);
+	assert_int_equal(acq(x, &g2), 0);
+	assert_int_equal(upd(x, &c2, FA, OG + 101, 1000, 0x7200, PR_G), 0);
+	assert_int_equal(rel(x, FA, OG + 100, false), 0);
+	assert_int_equal(rel(x, FA, OG + 101, false), 0);
+	holders_n(x, FA, v, 3);
+	for (int i = 0; i < 3; i++)
+		assert_int_equal(v[i].lease_until, 2000);
+	assert_int_equal(stats(x, FA).joins, 4);
+	expect_none(x);
+	assert_int_equal(lt_next_deadline(x->t), 2000);
+
+	/* All of it ends when cat's lease would have ended. */
+	lt_tick(x->t, 1999);
+	expect_none(x);
+	assert_int_equal(nwait(x, FA), 1);
+	x->now = 2000;
+	lt_tick(x->t, x->now);
+	expect_decided(x, &u, 0);
+	expect_none(x);
+	assert_int_equal(holder(x, FA).owner, OD);
+}
+
+static void test_join_never_extends_section(void **state)
+{
+	struct fx *x = *state;
+	struct lt_request p, u, c, c2;
+	struct lt_holder_view v[2];
+
+	assert_int_equal(upd(x, &p, FA, OP, 1000, PR_P, PR_G), 0);
+	assert_int_equal(rel(x, FA, OP, false), 0); /* T = 2000 */
+	x->now = 1100;
+	assert_int_equal(upd(x, &u, FA, OD, 1000, PR_U, 0), -EINPROGRESS);
+	/* A child joins, closes and exits: its lease comes back to the
+	 * parent, no longer than the parent's. */
+	x->now = 1500;
+	assert_int_equal(upd(x, &c, FA, OC, 1000, PR_C, PR_P), 0);
+	x->now = 1600;
+	assert_int_equal(rel(x, FA, OC, false), 0);
+	holders_n(x, FA, v, 2);
+	assert_int_equal(v[1].owner, OC);
+	assert_true(v[1].joined);
+	assert_int_equal(v[1].lease_until, 2000);
+	x->now = 1700;
+	lt_owner_exit2(x->t, OC, OP, PR_P, x->now);
+	holders_n(x, FA, v, 1);
+	assert_int_equal(v[0].owner, OP);
+	assert_int_equal(v[0].lease_until, 2000);
+	/* The next child of the loop re-reads, twice, with a long lease. */
+	x->now = 1800;
+	assert_int_equal(upd(x, &c2, FA, OA, 5000, PR_C2, PR_P), 0);
+	assert_int_equal(rel(x, FA, OA, false), 0);
+	x->now = 1900;
+	assert_int_equal(upd(x, &c2, FA, OA, 5000, PR_C2, PR_P), 0);
+	assert_int_equal(rel(x, FA, OA, false), 0);
+	holders_n(x, FA, v, 2);
+	assert_int_equal(v[0].lease_until, 2000);
+	assert_int_equal(v[1].lease_until, 2000);
+	lt_owner_exit2(x->t, OA, OP, PR_P, x->now);
+	assert_int_equal(holder(x, FA).lease_until, 2000);
+	assert_int_equal(lt_next_deadline(x->t), 2000);
+
+	lt_tick(x->t, 1999);
+	expect_none(x);
+	assert_int_equal(holder(x, FA).owner, OP);
+	lt_tick(x->t, 2000);
+	expect_decided(x, &u, 0);
+	assert_int_equal(holder(x, FA).owner, OD);
+	assert_int_equal(u.granted_file, FA);
+}
+
+static void test_calm_learned(void **state)
+{
+	struct fx *x = *state;
+	struct lt_request a, b, c, d, e, f;
+	struct lt_holder_view v[2];
+	struct lt_file_info i;
+
+	configure(x, 500, 0, 0);
+	assert_int_equal(upd(x, &a, FA, OA, 100, PR_U, 0), 0);
+	assert_int_equal(rel(x, FA, OA, false), 0);
+	assert_false(info(x, FA).calm);
+	assert_int_equal(upd(x, &b, FA, OB, 100, PR_U2, 0), -EINPROGRESS);
+	lt_tick(x->t, 1099);
+	expect_none(x);
+	assert_false(info(x, FA).calm);
+	/* The lease ran out unused while a reader waited: the reads of this
+	 * file do not write it. */
+	x->now = 1100;
+	lt_tick(x->t, x->now);
+	expect_decided(x, &b, 0);
+	i = info(x, FA);
+	assert_true(i.calm);
+	assert_false(i.advisory);
+	assert_int_equal(i.last_write, 0);
+	assert_int_equal(stats(x, FA).calm_learned, 1);
+	/* From now on update reads share and leave no lease. */
+	assert_int_equal(upd(x, &c, FA, OC, 100, 0x7100, 0), 0);
+	holders_n(x, FA, v, 2);
+	assert_int_equal(v[0].cls, LT_SHARED);
+	assert_int_equal(v[1].cls, LT_SHARED);
+	assert_int_equal(rel(x, FA, OC, false), 0);
+	assert_int_equal(holder(x, FA).owner, OB);
+
+	/* A write still waits for the readers, and makes the file hot. */
+	x->now = 1200;
+	assert_int_equal(wr(x, &d, FA, OD), -EINPROGRESS);
+	x->now = 1300;
+	assert_int_equal(rel(x, FA, OB, false), 0);
+	expect_decided(x, &d, 0);
+	i = info(x, FA);
+	assert_false(i.calm);
+	assert_int_equal(i.last_write, 1300);
+	assert_int_equal(rel(x, FA, OD, true), 0);
+	assert_int_equal(upd(x, &e, FA, OA, 100, PR_U, 0), 0);
+	assert_int_equal(upd(x, &f, FA, OB, 100, PR_U2, 0), -EINPROGRESS);
+	assert_int_equal(holder(x, FA).cls, LT_UPDATE);
+	assert_int_equal(stats(x, FA).calm_learned, 1);
+}
+
+static void test_calm_other_ends_and_written(void **state)
+{
+	struct fx *x = *state;
+	struct lt_request a, b, c, e, g;
+
+	configure(x, 500, 0, 0);
+	assert_int_equal(lt_file_info(x->t, FA, &(struct lt_file_info){ 0 }), -ENOENT);
+	/* A change on the source of a file never opened: nothing to keep. */
+	lt_file_written(x->t, FA, x->now);
+	assert_int_equal(lt_file_info(x->t, FA, &(struct lt_file_info){ 0 }), -ENOENT);
+	/* An owner moving on to another file also leaves its lease unused. */
+	assert_int_equal(upd(x, &a, FA, OA, 100, PR_U, 0), 0);
+	assert_int_equal(rel(x, FA, OA, false), 0);
+	assert_int_equal(upd(x, &b, FA, OB, 100, PR_U2, 0), -EINPROGRESS);
+	x->now = 1050;
+	assert_int_equal(upd(x, &c, FB, OA, 100, PR_U, 0), 0);
+	expect_decided(x, &b, 0);
+	assert_true(info(x, FA).calm);
+	assert_int_equal(rel(x, FA, OB, false), 0);
+	assert_int_equal(nhold(x, FA), 0); /* no lease on a calm file */
+	/* Changed on the source: hot again. */
+	x->now = 1060;
+	lt_file_written(x->t, FA, x->now);
+	assert_false(info(x, FA).calm);
+	assert_int_equal(info(x, FA).last_write, 1060);
+	assert_int_equal(upd(x, &a, FA, OC, 100, 0x7100, 0), 0);
+	assert_int_equal(upd(x, &b, FA, OD, 100, 0x7101, 0), -EINPROGRESS);
+	assert_int_equal(stats(x, FA).calm_learned, 1);
+
+	/* So does an exit that leaves the lease to nobody. */
+	assert_int_equal(upd(x, &e, FC, OP, 100, PR_P, 0), 0);
+	assert_int_equal(rel(x, FC, OP, false), 0);
+	assert_int_equal(upd(x, &g, FC, OG, 100, PR_G, 0), -EINPROGRESS);
+	assert_false(info(x, FC).calm);
+	lt_owner_exit(x->t, OP, 0, x->now);
+	expect_decided(x, &g, 0);
+	assert_true(info(x, FC).calm);
+	assert_int_equal(stats(x, FC).calm_learned, 1);
+}
+
+static void test_calm_applies_to_live_holds(void **state)
+{
+	struct fx *x = *state;
+	struct lt_request p, c, u, w;
+
+	configure(x, 500, 0, 0);
+	/* The script's lease runs out while its child still reads f. */
+	assert_int_equal(upd(x, &p, FA, OP, 100, PR_P, PR_G), 0);
+	assert_int_equal(rel(x, FA, OP, false), 0);
+	assert_int_equal(upd(x, &c, FA, OC, 100, PR_C, PR_P), 0);
+	assert_int_equal(upd(x, &u, FA, OD, 100, PR_U, 0), -EINPROGRESS);
+	lt_tick(x->t, 1100);
+	expect_decided(x, &u, 0);
+	assert_true(info(x, FA).calm);
+	/* The child's hold, granted before, is shared now as well... */
+	assert_int_equal(hold_of(x, FA, OC).cls, LT_SHARED);
+	/* ...and leaves no lease for a writer to wait out. */
+	x->now = 1150;
+	assert_int_equal(rel(x, FA, OC, false), 0);
+	assert_int_equal(nhold(x, FA), 1);
+	assert_int_equal(wr(x, &w, FA, OA), -EINPROGRESS);
+	assert_int_equal(rel(x, FA, OD, false), 0);
+	expect_decided(x, &w, 0);
+}
+
+static void test_calm_not_without_waiter(void **state)
+{
+	struct fx *x = *state;
+	struct lt_request a, b, c;
+
+	configure(x, 500, 0, 0);
+	assert_int_equal(upd(x, &a, FA, OA, 100, PR_U, 0), 0);
+	assert_int_equal(rel(x, FA, OA, false), 0);
+	lt_tick(x->t, 1100);
+	assert_int_equal(lt_file_count(x->t), 0);
+	assert_false(info(x, FA).calm);
+	assert_int_equal(stats(x, FA).calm_learned, 0);
+	/* Nor does an exclusive read's lease teach anything. */
+	x->now = 1100;
+	assert_int_equal(rd(x, &a, FA, OA, 100), 0);
+	assert_int_equal(rel(x, FA, OA, false), 0);
+	assert_int_equal(upd(x, &b, FA, OB, 100, PR_U2, 0), -EINPROGRESS);
+	lt_tick(x->t, 1200);
+	expect_decided(x, &b, 0);
+	assert_false(info(x, FA).calm);
+	assert_int_equal(upd(x, &c, FA, OC, 100, 0x7100, 0), -EINPROGRESS);
+}
+
+static void test_calm_not_when_written_lately(void **state)
+{
+	struct fx *x = *state;
+	struct lt_request w, a, b, c, d;
+
+	configure(x, 500, 0, 0);
+	assert_int_equal(wr(x, &w, FA, OD), 0); /* last write: 1000 */
+	x->now = 1010;
+	assert_int_equal(rel(x, FA, OD, true), 0);
+	x->now = 1100;
+	assert_int_equal(upd(x, &a, FA, OA, 100, PR_U, 0), 0);
+	assert_int_equal(rel(x, FA, OA, false), 0);
+	assert_int_equal(upd(x, &b, FA, OB, 100, PR_U2, 0), -EINPROGRESS);
+	x->now = 1200;
+	lt_tick(x->t, x->now);
+	expect_decided(x, &b, 0);
+	assert_false(info(x, FA).calm);
+	assert_int_equal(upd(x, &c, FA, OC, 100, 0x7100, 0), -EINPROGRESS);
+	x->now = 1300;
+	assert_int_equal(rel(x, FA, OB, false), 0);
+	lt_tick(x->t, 1400); /* 400 after the write */
+	expect_decided(x, &c, 0);
+	assert_false(info(x, FA).calm);
+	x->now = 1400;
+	assert_int_equal(upd(x, &d, FA, OA, 100, PR_U, 0), -EINPROGRESS);
+	assert_int_equal(rel(x, FA, OC, false), 0);
+	/* Exactly calm_after_ns after the write is long enough. */
+	lt_tick(x->t, 1500);
+	expect_decided(x, &d, 0);
+	assert_true(info(x, FA).calm);
+	assert_int_equal(stats(x, FA).calm_learned, 1);
+}
+
+static void test_calm_not_when_lease_wrote(void **state)
+{
+	struct fx *x = *state;
+	struct lt_request a, aw, b, c;
+
+	/* So short that only how the lease ended can matter. */
+	configure(x, 1, 0, 0);
+	assert_int_equal(upd(x, &a, FA, OA, 100, PR_U, 0), 0);
+	assert_int_equal(rel(x, FA, OA, false), 0);
+	x->now = 1010;
+	assert_int_equal(upd(x, &b, FA, OB, 100, PR_U2, 0), -EINPROGRESS);
+	x->now = 1020;
+	mk(&aw, FA, OA, LT_EXCL, LT_F_WRITE, 0, 0);
+	fam(&aw, PR_U, 0, 0);
+	assert_int_equal(acq(x, &aw), 0);
+	x->now = 1030;
+	assert_int_equal(rel(x, FA, OA, true), 0);
+	expect_decided(x, &b, 0);
+	assert_false(info(x, FA).calm);
+	assert_int_equal(stats(x, FA).calm_learned, 0);
+	assert_int_equal(upd(x, &c, FA, OC, 100, 0x7100, 0), -EINPROGRESS);
+}
+
+static void test_advisory(void **state)
+{
+	struct fx *x = *state;
+	struct lt_request a, b, c, d, e, f, g;
+	struct lt_file_info i;
+
+	assert_int_equal(wr(x, &a, FA, OA), 0);
+	assert_int_equal(wr(x, &b, FA, OB), -EINPROGRESS);
+	assert_int_equal(upd(x, &c, FA, OC, 100, PR_U, 0), -EINPROGRESS);
+	assert_false(info(x, FA).advisory);
+	/* A program took an flock on it: the table steps aside. */
+	lt_advisory(x->t, FA, x->now);
+	expect_decided(x, &b, 0);
+	expect_decided(x, &c, 0);
+	expect_none(x);
+	assert_int_equal(nhold(x, FA), 3);
+	assert_true(info(x, FA).advisory);
+	assert_int_equal(wr(x, &d, FA, OD), LT_PEEK);
+	assert_int_equal(d.granted_file, 0);
+	assert_int_equal(upd(x, &e, FA, OA, 100, PR_U, 0), LT_PEEK);
+	assert_int_equal(nhold(x, FA), 3);
+	assert_int_equal(hold_of(x, FA, OA).handles, 1);
+	struct lt_stats s = stats(x, FA);
+	assert_int_equal(s.advisory_passes, 2);
+	assert_int_equal(s.acquisitions, 3);
+	assert_int_equal(s.peeks, 0);
+	lt_advisory(x->t, FA, x->now);
+	expect_none(x);
+
+	/* A file nobody asked for yet can be advisory as well. */
+	lt_advisory(x->t, FC, x->now);
+	assert_true(info(x, FC).advisory);
+	assert_int_equal(wr(x, &f, FC, OA), LT_PEEK);
+	assert_int_equal(stats(x, FC).advisory_passes, 1);
+
+	/* Forgetting a held file keeps what it learned: same inode still. */
+	lt_forget(x->t, FA);
+	assert_true(info(x, FA).advisory);
+	assert_int_equal(rel(x, FA, OA, true), 0);
+	assert_int_equal(rel(x, FA, OB, true), 0);
+	assert_int_equal(rel(x, FA, OC, false), 0);
+	lt_tick(x->t, x->now + 100);
+	assert_int_equal(lt_file_count(x->t), 0);
+	/* Forgotten when idle, the id may be a new file: it locks again. */
+	lt_forget(x->t, FA);
+	i = info(x, FA);
+	assert_false(i.advisory);
+	assert_int_equal(wr(x, &f, FA, OA), 0);
+	assert_int_equal(wr(x, &g, FA, OB), -EINPROGRESS);
+}
+
+static void test_advisory_behind_mark(void **state)
+{
+	struct fx *x = *state;
+	struct lt_request a, a2, b, b2;
+
+	/* FB was renamed over FA's name, and programs flock FB. */
+	lt_replace(x->t, FA, FB, x->now);
+	lt_advisory(x->t, FB, x->now);
+	/* A late open of FA must not pass: it would open the replaced file.
+	 * It looks the name up again and reaches FB, where it passes. */
+	assert_int_equal(wr(x, &a, FA, OA), -ESTALE);
+	assert_int_equal(a.granted_file, 0);
+	assert_int_equal(nhold(x, FB), 0);
+	assert_int_equal(wr(x, &a2, FB, OA), LT_PEEK);
+	assert_int_equal(stats(x, FB).advisory_passes, 1);
+	/* A retry that comes back by the old file's other name is served on
+	 * the old file, which programs do not lock themselves. */
+	assert_int_equal(upd(x, &b, FA, OB, 100, PR_U, 0), -ESTALE);
+	assert_int_equal(upd(x, &b2, FA, OB, 100, PR_U, 0), 0);
+	assert_int_equal(holder(x, FA).owner, OB);
+	assert_int_equal(stats(x, FA).advisory_passes, 0);
+}
+
+static void test_long_read(void **state)
+{
+	struct fx *x = *state;
+	struct lt_request a, a2, b, c, d, dw, e;
+
+	configure(x, 0, 500, 0);
+	assert_int_equal(upd(x, &a, FA, OA, 100, PR_U, 0), 0);
+	assert_int_equal(lt_next_deadline(x->t), 1500);
+	x->now = 1100;
+	assert_int_equal(upd(x, &b, FA, OB, 100, PR_U2, 0), -EINPROGRESS);
+	/* Opening it again is the same long read: its clock runs on. */
+	x->now = 1200;
+	assert_int_equal(upd(x, &a2, FA, OA, 100, PR_U, 0), 0);
+	lt_tick(x->t, 1499);
+	expect_none(x);
+	assert_int_equal(hold_of(x, FA, OA).state, LT_HS_NORMAL);
+	assert_int_equal(hold_of(x, FA, OA).cls, LT_UPDATE);
+	/* A reader that long (tail -f, a pager) holds back no other. */
+	x->now = 1500;
+	lt_tick(x->t, x->now);
+	expect_decided(x, &b, 0);
+	assert_int_equal(hold_of(x, FA, OA).state, LT_HS_LONG);
+	assert_int_equal(hold_of(x, FA, OA).cls, LT_SHARED);
+	assert_int_equal(hold_of(x, FA, OA).handles, 2);
+	assert_int_equal(hold_of(x, FA, OB).state, LT_HS_NORMAL);
+	assert_int_equal(hold_of(x, FA, OB).cls, LT_UPDATE);
+	assert_int_equal(lt_next_deadline(x->t), 2000);
+	/* It leaves no lease behind. */
+	x->now = 1550;
+	assert_int_equal(rel(x, FA, OA, false), 0);
+	assert_int_equal(rel(x, FA, OA, false), 0);
+	assert_int_equal(nhold(x, FA), 1);
+	assert_int_equal(upd(x, &c, FA, OC, 100, 0x7100, 0), -EINPROGRESS);
+	lt_tick(x->t, 2000);
+	expect_decided(x, &c, 0);
+
+	/* A write stops the clock: a hold that writes never shares. */
+	x->now = 2000;
+	assert_int_equal(upd(x, &d, FB, OA, 100, PR_U, 0), 0);
+	x->now = 2100;
+	mk(&dw, FB, OA, LT_EXCL, LT_F_WRITE, 0, 0);
+	assert_int_equal(acq(x, &dw), 0);
+	assert_int_equal(upd(x, &e, FB, OD, 100, 0x7101, 0), -EINPROGRESS);
+	lt_tick(x->t, 3000);
+	assert_int_equal(hold_of(x, FB, OA).state, LT_HS_NORMAL);
+	assert_int_equal(hold_of(x, FB, OA).cls, LT_EXCL);
+	assert_int_equal(nwait(x, FB), 1);
+}
+
+static void test_long_read_not_while_writing(void **state)
+{
+	struct fx *x = *state;
+	struct lt_request aw, a2, b;
+
+	configure(x, 0, 500, 0);
+	/* An update hold with a write handle open: a read opened beside it
+	 * must not start the clock that would let other update reads in. */
+	mk(&aw, FA, OA, LT_UPDATE, LT_F_WRITE, 100, 0);
+	assert_int_equal(acq(x, &aw), 0);
+	x->now = 1010;
+	assert_int_equal(upd(x, &a2, FA, OA, 100, PR_U, 0), 0);
+	assert_int_equal(lt_next_deadline(x->t), UINT64_MAX);
+	x->now = 2000;
+	lt_tick(x->t, x->now);
+	assert_int_equal(holder(x, FA).state, LT_HS_NORMAL);
+	assert_int_equal(holder(x, FA).cls, LT_UPDATE);
+	assert_int_equal(upd(x, &b, FA, OB, 100, PR_U2, 0), -EINPROGRESS);
+	assert_int_equal(rel(x, FA, OA, true), 0);
+	assert_int_equal(rel(x, FA, OA, false), 0);
+	expect_none(x); /* the read was the last grant: a lease */
+	lt_tick(x->t, 2100);
+	expect_decided(x, &b, 0);
+}
+
+static void test_writer_breaks_readers(void **state)
+{
+	struct fx *x = *state;
+	struct lt_request r1, r2, w, r1b, l, w2;
+	struct lt_holder_view v[3];
+
+	configure(x, 0, 0, 300);
+	mk(&r1, FA, OA, LT_SHARED, 0, 0, 0);
+	assert_int_equal(acq(x, &r1), 0);
+	assert_int_equal(upd(x, &r2, FA, OB, 100, PR_U, 0), 0);
+	x->now = 1100;
+	assert_int_equal(wr(x, &w, FA, OC), -EINPROGRESS);
+	assert_int_equal(lt_next_deadline(x->t), 1400);
+	lt_tick(x->t, 1399);
+	expect_none(x);
+	/* Readers that never leave cannot starve the writer. */
+	x->now = 1400;
+	lt_tick(x->t, x->now);
+	expect_decided(x, &w, 0);
+	expect_none(x);
+	assert_int_equal(stats(x, FA).broken, 2);
+	assert_int_equal(stats(x, FA).wait_max_ns, 300);
+	holders_n(x, FA, v, 3);
+	assert_int_equal(v[0].owner, OA);
+	assert_int_equal(v[0].state, LT_HS_BROKEN);
+	assert_int_equal(v[1].owner, OB);
+	assert_int_equal(v[1].state, LT_HS_BROKEN);
+	assert_int_equal(v[2].owner, OC);
+	assert_int_equal(v[2].state, LT_HS_NORMAL);
+	assert_int_equal(v[2].cls, LT_EXCL);
+	/* Asking anew, a broken reader waits for the writer like anyone. */
+	x->now = 1450;
+	mk(&r1b, FA, OA, LT_SHARED, 0, 0, 0);
+	assert_int_equal(acq(x, &r1b), -EINPROGRESS);
+	/* A broken update read leaves no lease. */
+	assert_int_equal(rel(x, FA, OB, false), 0);
+	assert_int_equal(nhold(x, FA), 2);
+	assert_int_equal(rel(x, FA, OC, true), 0);
+	expect_decided(x, &r1b, 0);
+	assert_int_equal(hold_of(x, FA, OA).state, LT_HS_NORMAL);
+	assert_int_equal(hold_of(x, FA, OA).handles, 2);
+	assert_int_equal(rel(x, FA, OA, false), 0);
+	assert_int_equal(rel(x, FA, OA, false), 0);
+	assert_int_equal(lt_file_count(x->t), 0);
+
+	/* A lease in a writer's way is broken too: it just ends. */
+	x->now = 2000;
+	assert_int_equal(upd(x, &l, FB, OB, 10000, PR_U, 0), 0);
+	assert_int_equal(rel(x, FB, OB, false), 0);
+	assert_int_equal(wr(x, &w2, FB, OC), -EINPROGRESS);
+	lt_tick(x->t, 2299);
+	expect_none(x);
+	lt_tick(x->t, 2300);
+	expect_decided(x, &w2, 0);
+	assert_int_equal(holder(x, FB).owner, OC);
+	assert_int_equal(stats(x, FB).broken, 1);
+}
+
+static void test_writer_behind_writer_not_broken(void **state)
+{
+	struct fx *x = *state;
+	struct lt_request a, w, w0, p, c, w2;
+
+	configure(x, 0, 0, 300);
+	assert_int_equal(wr(x, &a, FA, OA), 0);
+	/* A lock timeout before the break simply fires. */
+	mk(&w0, FA, OD, LT_EXCL, LT_F_WRITE, 0, 1100);
+	assert_int_equal(acq(x, &w0), -EINPROGRESS);
+	mk(&w, FA, OB, LT_EXCL, LT_F_WRITE, 0, 1500);
+	assert_int_equal(acq(x, &w), -EINPROGRESS);
+	assert_int_equal(lt_next_deadline(x->t), 1100);
+	lt_tick(x->t, 1100);
+	expect_decided(x, &w0, -ETIMEDOUT);
+	lt_tick(x->t, 1299);
+	expect_none(x);
+	/* A writer is not a reader: nothing breaks, the timeout stays. */
+	lt_tick(x->t, 1300);
+	expect_none(x);
+	assert_int_equal(stats(x, FA).broken, 0);
+	assert_int_equal(hold_of(x, FA, OA).state, LT_HS_NORMAL);
+	assert_int_equal(lt_next_deadline(x->t), 1500);
+	lt_tick(x->t, 1499);
+	expect_none(x);
+	lt_tick(x->t, 1500);
+	expect_decided(x, &w, -ETIMEDOUT);
+	assert_int_equal(stats(x, FA).fail_timeout, 2);
+	assert_int_equal(holder(x, FA).owner, OA);
+
+	/* A script writes FB while its child reads it: the break takes the
+	 * reader, the writer still holds the waiter back until its timeout. */
+	x->now = 2000;
+	mk(&p, FB, OP, LT_EXCL, LT_F_WRITE, 0, 0);
+	fam(&p, PR_P, PR_G, 0);
+	assert_int_equal(acq(x, &p), 0);
+	assert_int_equal(upd(x, &c, FB, OC, 100, PR_C, PR_P), 0);
+	mk(&w2, FB, OD, LT_EXCL, LT_F_WRITE, 0, 2500);
+	fam(&w2, PR_U, 0, 0);
+	assert_int_equal(acq(x, &w2), -EINPROGRESS);
+	lt_tick(x->t, 2300);
+	expect_none(x);
+	assert_int_equal(stats(x, FB).broken, 1);
+	assert_int_equal(hold_of(x, FB, OC).state, LT_HS_BROKEN);
+	assert_int_equal(hold_of(x, FB, OP).state, LT_HS_NORMAL);
+	lt_tick(x->t, 2499);
+	expect_none(x);
+	lt_tick(x->t, 2500);
+	expect_decided(x, &w2, -ETIMEDOUT);
+	assert_int_equal(nhold(x, FB), 2);
+}
+
+static void test_deadlock_update(void **state)
+{
+	struct fx *x = *state;
+	struct lt_request a, b, a2, b2, b3;
+
+	assert_int_equal(upd(x, &a, FA, OA, 100, PR_U, 0), 0);
+	assert_int_equal(upd(x, &b, FB, OB, 100, PR_U2, 0), 0);
+	assert_int_equal(upd(x, &a2, FB, OA, 100, PR_U, 0), -EINPROGRESS);
+	assert_int_equal(upd(x, &b2, FA, OB, 100, PR_U2, 0), -EDEADLK);
+	assert_int_equal(b2.status, -EDEADLK);
+	assert_int_equal(stats(x, FA).fail_edeadlk, 1);
+	assert_int_equal(nwait(x, FA), 0);
+	/* A pure reader closes no cycle through an update read. */
+	mk(&b3, FA, OB, LT_SHARED, 0, 0, 0);
+	assert_int_equal(acq(x, &b3), 0);
+	assert_int_equal(nhold(x, FA), 2);
+	assert_int_equal(rel(x, FB, OB, false), 0);
+	expect_none(x); /* B's lease on FB */
+	lt_tick(x->t, 1100);
+	expect_decided(x, &a2, 0);
+}
+
+static void test_v2_off_by_default(void **state)
+{
+	struct fx *x = *state;
+	struct lt_request a, b, c, d, e, f;
+	struct lt_stats s;
+
+	/* No lt_configure, no family: no long reads, no breaks, no joins,
+	 * nothing learned. */
+	assert_int_equal(upd(x, &a, FA, OA, 100, 0, 0), 0);
+	assert_int_equal(lt_next_deadline(x->t), UINT64_MAX);
+	assert_int_equal(wr(x, &b, FA, OB), -EINPROGRESS);
+	assert_int_equal(lt_next_deadline(x->t), UINT64_MAX);
+	x->now = 1000000000;
+	lt_tick(x->t, x->now);
+	expect_none(x);
+	assert_int_equal(holder(x, FA).state, LT_HS_NORMAL);
+	assert_int_equal(holder(x, FA).cls, LT_UPDATE);
+	assert_int_equal(upd(x, &c, FA, OC, 100, 0, 0), -EINPROGRESS);
+	assert_int_equal(rel(x, FA, OA, false), 0);
+	lt_tick(x->t, x->now + 100);
+	expect_decided(x, &b, 0);
+	x->now += 100;
+	assert_int_equal(rel(x, FA, OB, true), 0);
+	expect_decided(x, &c, 0);
+	assert_int_equal(rel(x, FA, OC, false), 0);
+	/* An update lease running out with a reader waiting teaches nothing
+	 * (calm_after_ns is 0). */
+	assert_int_equal(upd(x, &d, FA, OD, 100, 0, 0), -EINPROGRESS);
+	lt_tick(x->t, x->now + 100);
+	expect_decided(x, &d, 0);
+	assert_false(info(x, FA).calm);
+
+	/* A holder without family is joined by nobody, and a requester
+	 * without family joins nobody. */
+	x->now += 100;
+	mk(&e, FA, OP, LT_EXCL, LT_F_WRITE, 0, 0);
+	fam(&e, PR_C, PR_P, 0);
+	assert_int_equal(acq(x, &e), -EINPROGRESS);
+	assert_int_equal(lt_cancel(x->t, &e, x->now), 0);
+	expect_decided(x, &e, -EINTR);
+	assert_int_equal(upd(x, &f, FB, OP, 100, PR_P, 0), 0);
+	assert_int_equal(wr(x, &e, FB, OG), -EINPROGRESS);
+	s = stats(x, FA);
+	assert_int_equal(s.joins + s.broken + s.calm_learned + s.advisory_passes, 0);
+	s = stats(x, FB);
+	assert_int_equal(s.joins + s.broken + s.calm_learned + s.advisory_passes, 0);
+	assert_false(info(x, FA).advisory);
+}
+
 /* ------------------------------------------------------------------ scale */
 
 static void test_thousand_waiters_fifo(void **state)
@@ -3068,6 +3998,26 @@ int main(void)
 		T(test_stats_block_on_first_rare_event),
 		T(test_stats_block_freed),
 		T(test_held_file_cost),
+		T(test_update_excludes_update),
+		T(test_family_child_joins_parent),
+		T(test_family_join_waits_at_head),
+		T(test_family_sibling_threads),
+		T(test_family_inherited_lease),
+		T(test_join_never_extends_section),
+		T(test_calm_learned),
+		T(test_calm_other_ends_and_written),
+		T(test_calm_applies_to_live_holds),
+		T(test_calm_not_without_waiter),
+		T(test_calm_not_when_written_lately),
+		T(test_calm_not_when_lease_wrote),
+		T(test_advisory),
+		T(test_advisory_behind_mark),
+		T(test_long_read),
+		T(test_long_read_not_while_writing),
+		T(test_writer_breaks_readers),
+		T(test_writer_behind_writer_not_broken),
+		T(test_deadlock_update),
+		T(test_v2_off_by_default),
 		T(test_thousand_waiters_fifo),
 		T(test_hundred_thousand_files),
 		T(test_many_holds_per_owner),

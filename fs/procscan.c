@@ -1,0 +1,421 @@
+/* What other processes have open or mapped, read from /proc.
+ *
+ * Descriptors are matched by mount, not by path. A descriptor's readlink()
+ * is the path as seen from the reading process's root, through whichever
+ * bind mount it was opened: a prefix test against the mount point misses
+ * bind mounts of the lockfs mount, a MOUNTPOINT given as /dev/fd/N and
+ * processes in other mount namespaces. /proc/PID/fdinfo/N names the
+ * descriptor's mount (mnt_id) and inode (ino); /proc/PID/mountinfo maps a
+ * mnt_id to the device of its file system, which all bind mounts of one
+ * FUSE mount share. Mount ids are unique on the system, and the process's
+ * own table is the one that lists the mounts its descriptors came from.
+ *
+ * Nothing here stat()s or opens the files themselves: that would send
+ * requests to the file systems they live on, lockfs included, and the
+ * daemon calls this from a request thread. */
+#include "procscan.h"
+
+#include <ctype.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <unistd.h>
+
+/* stdio reads /proc files a page at a time by default; mount tables of
+ * containers and maps of large programs run to hundreds of kilobytes. */
+#define PROC_READ_BUF (16 * 1024)
+
+/* ---- mountinfo ------------------------------------------------------------ */
+
+/* Decodes the \ooo escapes the kernel writes for space, tab, newline and
+ * backslash, in place. */
+static void unescape_octal(char *s)
+{
+	char *o = s;
+
+	for (char *p = s; *p; p++) {
+		if (p[0] == '\\' && p[1] >= '0' && p[1] <= '3' && p[2] >= '0' && p[2] <= '7' &&
+		    p[3] >= '0' && p[3] <= '7') {
+			*o++ = (char)((p[1] - '0') << 6 | (p[2] - '0') << 3 | (p[3] - '0'));
+			p += 3;
+		} else {
+			*o++ = *p;
+		}
+	}
+	*o = '\0';
+}
+
+/* The next space-separated field of *p, cut off in place; NULL at the end.
+ * The kernel separates fields with exactly one space and escapes spaces
+ * inside them, so an empty field means a malformed line. */
+static char *next_field(char **p)
+{
+	char *start = *p, *end;
+
+	if (!start || !*start || *start == ' ' || *start == '\n')
+		return NULL;
+	end = start + strcspn(start, " \n");
+	if (*end) {
+		*end = '\0';
+		*p = end + 1;
+	} else {
+		*p = end;
+	}
+	return start;
+}
+
+static int parse_ull(const char *s, int base, unsigned long long *out)
+{
+	char *end;
+
+	/* strtoull() would also take blanks and a sign. */
+	if (!(base == 16 ? isxdigit((unsigned char)*s) : isdigit((unsigned char)*s)))
+		return -EINVAL;
+	errno = 0;
+	*out = strtoull(s, &end, base);
+	if (errno || *end)
+		return -EINVAL;
+	return 0;
+}
+
+/* "major:minor" in the given base (mountinfo: 10, maps: 16). */
+static int parse_dev(char *s, int base, dev_t *out)
+{
+	char *colon = strchr(s, ':');
+	unsigned long long maj, min;
+
+	if (!colon)
+		return -EINVAL;
+	*colon = '\0';
+	if (parse_ull(s, base, &maj) != 0 || parse_ull(colon + 1, base, &min) != 0 ||
+	    maj > UINT32_MAX || min > UINT32_MAX)
+		return -EINVAL;
+	*out = makedev((unsigned)maj, (unsigned)min);
+	return 0;
+}
+
+/* id parent major:minor root mount-point options [optional...] - type source super-options */
+int procscan_parse_mountinfo_line(char *line, struct procscan_mount *m)
+{
+	char *sep = strstr(line, " - "), *p = line, *f[5], *type;
+
+	/* Escapes keep " - " out of every field, so the first one is the
+	 * separator, whatever the optional fields are. */
+	if (!sep)
+		return -EINVAL;
+	*sep = '\0';
+	for (int i = 0; i < 5; i++)
+		if (!(f[i] = next_field(&p)))
+			return -EINVAL;
+	p = sep + 3;
+	if (!(type = next_field(&p)))
+		return -EINVAL;
+	if (parse_ull(f[0], 10, &m->id) != 0 || parse_dev(f[2], 10, &m->dev) != 0)
+		return -EINVAL;
+	unescape_octal(f[4]);
+	unescape_octal(type);
+	m->point = f[4];
+	m->fstype = type;
+	return 0;
+}
+
+/* Calls fn on each line of the mountinfo file at `path` until it returns
+ * nonzero. 0, or -errno when the file cannot be opened (ENOENT: the process
+ * is gone). */
+static int each_mount(const char *path, int (*fn)(const struct procscan_mount *, void *), void *arg)
+{
+	char *line = NULL;
+	size_t cap = 0;
+	FILE *f = fopen(path, "re");
+
+	if (!f)
+		return -errno;
+	setvbuf(f, NULL, _IOFBF, PROC_READ_BUF);
+	while (getline(&line, &cap, f) > 0) {
+		struct procscan_mount m;
+
+		if (procscan_parse_mountinfo_line(line, &m) == 0 && fn(&m, arg))
+			break;
+	}
+	free(line);
+	fclose(f);
+	return 0;
+}
+
+struct find_point {
+	const char *point;
+	dev_t dev;
+	bool found;
+};
+
+static int match_point(const struct procscan_mount *m, void *arg)
+{
+	struct find_point *fp = arg;
+
+	/* "fuse", "fuse.<subtype>" and "fuseblk". The last one wins: a mount
+	 * made on top of another at the same point is listed after it. */
+	if (strncmp(m->fstype, "fuse", 4) == 0 && strcmp(m->point, fp->point) == 0) {
+		fp->dev = m->dev;
+		fp->found = true;
+	}
+	return 0;
+}
+
+int procscan_mount_dev(const char *mountpoint, dev_t *out)
+{
+	struct find_point fp = { .point = mountpoint };
+	int r;
+
+	if (!mountpoint || mountpoint[0] != '/')
+		return -EINVAL;
+	r = each_mount("/proc/self/mountinfo", match_point, &fp);
+	if (r < 0)
+		return r;
+	if (!fp.found)
+		return -ENOENT;
+	*out = fp.dev;
+	return 0;
+}
+
+/* The mount table of one process, as (mnt_id, device) pairs, read on first
+ * need and at most once per scan. */
+struct mount_devs {
+	struct mount_dev {
+		unsigned long long id;
+		dev_t dev;
+	} *v;
+	size_t n, cap;
+	int state;              /* 1: not read yet, 0: read, -errno: failed */
+};
+
+static int add_mount(const struct procscan_mount *m, void *arg)
+{
+	struct mount_devs *t = arg;
+
+	if (t->n == t->cap) {
+		size_t cap = t->cap ? 2 * t->cap : 64;
+		struct mount_dev *v = realloc(t->v, cap * sizeof(*v));
+
+		if (!v) {
+			t->state = -ENOMEM;
+			return 1;
+		}
+		t->v = v;
+		t->cap = cap;
+	}
+	t->v[t->n].id = m->id;
+	t->v[t->n].dev = m->dev;
+	t->n++;
+	return 0;
+}
+
+/* Whether mount `id` of process tgid has device dev: 1 yes, 0 no, -ENOENT
+ * when the process is gone. A mount that its table does not list (the
+ * descriptor was opened before the process changed namespace, came in
+ * over a socket, or belongs to a lazily unmounted tree) and a table that
+ * cannot be read count as yes. */
+static int mount_on_dev(pid_t tgid, struct mount_devs *t, unsigned long long id, dev_t dev)
+{
+	if (t->state > 0) {
+		char path[48];
+		int r;
+
+		t->state = 0;
+		snprintf(path, sizeof(path), "/proc/%d/mountinfo", (int)tgid);
+		r = each_mount(path, add_mount, t);
+		if (r < 0)
+			t->state = r;
+	}
+	if (t->state == -ENOENT)
+		return -ENOENT;
+	if (t->state < 0)
+		return 1;
+	for (size_t i = 0; i < t->n; i++)
+		if (t->v[i].id == id)
+			return t->v[i].dev == dev;
+	return 1;
+}
+
+/* ---- descriptors ----------------------------------------------------------- */
+
+struct fdinfo {
+	unsigned long long mnt_id, ino;
+	bool has_mnt_id, has_ino;
+};
+
+/* Reads /proc/PID/fdinfo/<name> relative to the fdinfo directory: one
+ * openat(), one read(), one close(). 1 when read, 0 when the descriptor
+ * was closed meanwhile, -errno when it cannot be read. */
+static int read_fdinfo(int infofd, const char *name, struct fdinfo *fi)
+{
+	/* "pos", "flags", "mnt_id" and "ino" come first and take well under
+	 * 128 bytes; the kernel hands the whole text to one read(). */
+	char buf[256];
+	ssize_t n;
+	int fd, err;
+
+	*fi = (struct fdinfo){ 0 };
+	fd = openat(infofd, name, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return errno == ENOENT ? 0 : -errno;
+	n = read(fd, buf, sizeof(buf) - 1);
+	err = errno;
+	close(fd);
+	if (n < 0)
+		return err == ENOENT ? 0 : -err;
+	if (n == 0)
+		return 0;
+	buf[n] = '\0';
+	for (char *p = buf; p; p = strchr(p, '\n')) {
+		if (*p == '\n')
+			p++;
+		if (strncmp(p, "mnt_id:", 7) == 0) {
+			fi->mnt_id = strtoull(p + 7, NULL, 10);
+			fi->has_mnt_id = true;
+		} else if (strncmp(p, "ino:", 4) == 0) {
+			fi->ino = strtoull(p + 4, NULL, 10);
+			fi->has_ino = true;
+			break;
+		}
+	}
+	return 1;
+}
+
+/* Cost. Per call: open() and fstat() of /proc/PID/fd, getdents64() in
+ * batches (glibc's 32 KiB buffer holds about a thousand entries), one
+ * open() of /proc/PID/fdinfo on the first candidate, the close()s; and one
+ * read of /proc/PID/mountinfo (open, a read per 16 KiB, close) only if some
+ * descriptor has the inode number and dev is known. Per descriptor: one
+ * readlinkat() for sockets, pipes, anonymous inodes and the other pseudo
+ * files (their link text does not start with '/'), and four for the rest
+ * (readlinkat, then openat, read and close of its fdinfo). Without the
+ * readlinkat() every descriptor would cost three; it pays off when most of
+ * them are not files, as in servers, and costs one extra for files.
+ *
+ * Kernels before 5.14 print no "ino:" in fdinfo: any descriptor of the
+ * mount then counts as the file (all of them when dev is 0), so a lock
+ * waits for RELEASE rather than go too early. */
+bool procscan_has_fd_on(pid_t tgid, dev_t dev, ino_t ino, unsigned max_fds)
+{
+	struct mount_devs mounts = { .state = 1 };
+	char path[48];
+	struct dirent *de;
+	struct stat st;
+	unsigned seen = 0;
+	bool found = false;
+	int dfd, infofd = -1;
+	DIR *d;
+
+	snprintf(path, sizeof(path), "/proc/%d/fd", (int)tgid);
+	dfd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dfd < 0)
+		return errno != ENOENT; /* gone: nothing left open */
+	/* The kernel gives the descriptor count as the directory's size
+	 * (Linux >= 6.2; 0 before, where the count below takes over). */
+	if (fstat(dfd, &st) == 0 && (unsigned long long)st.st_size > max_fds) {
+		close(dfd);
+		return true;
+	}
+	d = fdopendir(dfd);
+	if (!d) {
+		close(dfd);
+		return true;
+	}
+	while (!found && (de = readdir(d)) != NULL) {
+		struct fdinfo fi;
+		char link[16];
+		ssize_t n;
+		int r;
+
+		if (de->d_name[0] == '.')
+			continue;
+		if (++seen > max_fds) {
+			found = true;
+			break;
+		}
+		/* Only the first byte matters: files print an absolute path,
+		 * "socket:[N]", "pipe:[N]", "anon_inode:[...]", "net:[N]" and
+		 * the like do not. A short buffer truncates, it does not fail. */
+		n = readlinkat(dfd, de->d_name, link, sizeof(link));
+		if (n > 0 && link[0] != '/')
+			continue;
+		if (n < 0 && errno == ENOENT)
+			continue; /* closed meanwhile */
+		if (infofd < 0) {
+			snprintf(path, sizeof(path), "/proc/%d/fdinfo", (int)tgid);
+			infofd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+			if (infofd < 0) {
+				found = errno != ENOENT;
+				break;
+			}
+		}
+		r = read_fdinfo(infofd, de->d_name, &fi);
+		if (r == 0)
+			continue;
+		if (r < 0) {
+			found = true;
+			break;
+		}
+		if (fi.has_ino && fi.ino != (unsigned long long)ino)
+			continue;
+		if (dev == 0 || !fi.has_mnt_id) {
+			found = true;
+			break;
+		}
+		r = mount_on_dev(tgid, &mounts, fi.mnt_id, dev);
+		if (r < 0)
+			break; /* gone */
+		found = r > 0;
+	}
+	if (infofd >= 0)
+		close(infofd);
+	closedir(d);
+	free(mounts.v);
+	return found;
+}
+
+/* ---- mappings -------------------------------------------------------------- */
+
+/* start-end perms offset dev inode [path]; dev is hex "major:minor". */
+bool procscan_maps_line_matches(const char *line, dev_t dev, ino_t ino)
+{
+	const char *perms = strchr(line, ' ');
+	char devs[32];
+	unsigned long long inode;
+	dev_t d;
+
+	/* Most mappings are private: look at the permissions before parsing. */
+	if (!perms || strlen(perms) < 5 || perms[2] != 'w' || perms[4] != 's')
+		return false;
+	if (sscanf(perms, " %*s %*s %31s %llu", devs, &inode) != 2 ||
+	    inode != (unsigned long long)ino)
+		return false;
+	if (dev == 0)
+		return true;
+	return parse_dev(devs, 16, &d) == 0 && d == dev;
+}
+
+bool procscan_mapped_writable(pid_t tgid, dev_t dev, ino_t ino)
+{
+	char path[32], *line = NULL;
+	size_t cap = 0;
+	bool found = false;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%d/maps", (int)tgid);
+	f = fopen(path, "re");
+	if (!f)
+		return false;
+	setvbuf(f, NULL, _IOFBF, PROC_READ_BUF);
+	while (!found && getline(&line, &cap, f) > 0)
+		found = procscan_maps_line_matches(line, dev, ino);
+	free(line);
+	fclose(f);
+	return found;
+}
