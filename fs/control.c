@@ -5,13 +5,17 @@
  *
  *   lockfs-control 1
  *   mount  MOUNTPOINT SOURCE DAEMON_PID LEASE_MS LOCK_TIMEOUT_MS
+ *          LONG_READ_MS READER_WAIT_MS CALM_AFTER_MS
  *   lock   PATH MODE STATE PID TID COMM UID HELD_NS LEASE_LEFT_NS WAITERS HANDLES
- *   wait   PATH MODE WANTS PID TID COMM UID WAITED_NS BLOCKER_PID
+ *          CLASS HOLD ORIGIN
+ *   wait   PATH MODE WANTS PID TID COMM UID WAITED_NS BLOCKER_PID CLASS
+ *   file   PATH FLAGS WRITTEN_NS
  *   stat   PATH ACQUISITIONS CONTENTIONS WAITS WAIT_MIN_NS WAIT_MEAN_NS
  *          WAIT_P99_NS WAIT_MAX_NS WAIT_TOTAL_NS HOLDS HOLD_MEAN_NS
  *          HOLD_MAX_NS EAGAIN EDEADLK TIMEOUT EINTR
+ *          JOINS BROKEN CALM_LEARNED ADVISORY_PASSES
  *   error  MESSAGE
- *   end    NLOCK NWAIT NSTAT
+ *   end    NLOCK NWAIT NSTAT NFILE
  *
  * The closing `end` line repeats the record counts, so a reader can tell a
  * complete reply from a cut one. Strings are escaped: backslash, tab,
@@ -21,8 +25,37 @@
  * when the file has no name any more. A number that is not known (the owner
  * was already forgotten, a lease time on an open hold) is "-".
  * MODE is exclusive|shared, STATE held|lease, WANTS read|write|barrier.
+ *
+ * Added to version 1 after its first release (the fields on the last line
+ * of mount, lock and stat above, CLASS of wait, the file record and NFILE;
+ * a reader of the first release ignores them all, and a reader must accept
+ * a reply without them, from an older daemon):
+ *   LONG_READ_MS READER_WAIT_MS CALM_AFTER_MS  the mount's -o long_read,
+ *           reader_wait and calm_after in ms, 0 = never.
+ *   CLASS   exclusive|shared|update: the lock class. For a holder it is the
+ *           class the hold acts as now (update intent on a calm file, or
+ *           held long, acts as shared); for a waiter the class asked for.
+ *           MODE says the same in the first version's words: update is
+ *           "exclusive" there.
+ *   HOLD    normal|long|broken: long, an update-intent read held open past
+ *           long_read that now shares with other readers; broken, a reader
+ *           that a writer stopped waiting for after reader_wait.
+ *   ORIGIN  "-", or a comma-separated list of inherited (passed on by an
+ *           exited thread or child process) and joined (granted by joining
+ *           a hold of the owner's own program), each at most once.
+ *   file    what the lock table learned of a file. FLAGS is "-" or a
+ *           comma-separated list of calm (readers share until the next
+ *           write) and advisory (programs lock it with flock or fcntl, the
+ *           mandatory lock steps aside), each at most once; WRITTEN_NS how
+ *           long ago a write was last granted on it, "-" if never. Sent for
+ *           each calm or advisory file among those with holders or waiters
+ *           or, in a stats reply, among all files with statistics.
+ *   JOINS BROKEN CALM_LEARNED ADVISORY_PASSES  the lt_stats counters joins,
+ *           broken, calm_learned and advisory_passes.
+ *   NFILE   the number of file records.
  * Readers ignore line kinds and trailing fields they do not know, which is
- * how version 1 can grow.
+ * how version 1 can grow; they refuse keywords they do not know in the
+ * fields they understand, so a new keyword value goes into a new field.
  *
  * Concurrency: a struct control is fixed after control_new(), except for
  * its list of open handles (under control.mu, which nothing else is taken
@@ -59,6 +92,9 @@ struct control {
 	char *source;
 	unsigned lease_ms;
 	unsigned lock_timeout_ms;
+	unsigned long_read_ms;
+	unsigned reader_wait_ms;
+	unsigned calm_after_ms;
 	uid_t owner_uid;        /* the daemon's user, who may reset (and root) */
 
 	pthread_mutex_t mu;     /* protects handles and every handle's links */
@@ -215,6 +251,9 @@ static void put_header(struct control *c, struct sbuf *b)
 	sb_num(b, (uint64_t)getpid());
 	sb_num(b, c->lease_ms);
 	sb_num(b, c->lock_timeout_ms);
+	sb_num(b, c->long_read_ms);
+	sb_num(b, c->reader_wait_ms);
+	sb_num(b, c->calm_after_ms);
 	sb_puts(b, "\n");
 }
 
@@ -255,9 +294,74 @@ static uint64_t since(uint64_t now, uint64_t t)
 	return now > t ? now - t : 0;
 }
 
+/* MODE: the first version's two words (update intent excludes writers). */
 static const char *mode_name(enum lt_class cls)
 {
 	return cls == LT_SHARED ? "shared" : "exclusive";
+}
+
+/* CLASS. */
+static const char *class_name(enum lt_class cls)
+{
+	switch (cls) {
+	case LT_SHARED: return "shared";
+	case LT_UPDATE: return "update";
+	default: return "exclusive";
+	}
+}
+
+static const char *hold_name(enum lt_hold_state st)
+{
+	switch (st) {
+	case LT_HS_LONG: return "long";
+	case LT_HS_BROKEN: return "broken";
+	default: return "normal";
+	}
+}
+
+/* A comma-separated list of the words whose flag is set, "-" for none. */
+static void put_flags(struct sbuf *b, const char *const *words, const bool *set, size_t n)
+{
+	bool any = false;
+
+	for (size_t i = 0; i < n; i++) {
+		if (!set[i])
+			continue;
+		sb_puts(b, any ? "," : "\t");
+		sb_puts(b, words[i]);
+		any = true;
+	}
+	if (!any)
+		sb_unknown(b);
+}
+
+static void put_origin(struct sbuf *b, const struct lk_holder *h)
+{
+	static const char *const words[] = { "inherited", "joined" };
+	const bool set[] = { h->inherited, h->joined };
+
+	put_flags(b, words, set, 2);
+}
+
+static bool file_flagged(const struct lt_file_info *fi)
+{
+	return fi->calm || fi->advisory;
+}
+
+static void put_file_info(struct control *c, struct sbuf *b, uint64_t now,
+			  lt_file_t file, const struct lt_file_info *fi)
+{
+	static const char *const words[] = { "calm", "advisory" };
+	const bool set[] = { fi->calm, fi->advisory };
+
+	sb_puts(b, "file");
+	put_path(c, b, file);
+	put_flags(b, words, set, 2);
+	if (fi->last_write)
+		sb_num(b, since(now, fi->last_write));
+	else
+		sb_unknown(b);
+	sb_puts(b, "\n");
 }
 
 static const char *want_name(unsigned flags)
@@ -302,6 +406,8 @@ static void put_file(struct control *c, struct sbuf *b, const struct lk_snapshot
 			sb_num(b, h->lease_until > s->now ? h->lease_until - s->now : 0);
 		sb_num(b, f->nwaiters);
 		sb_num(b, h->handles);
+		sb_printf(b, "\t%s\t%s", class_name(h->cls), hold_name(h->state));
+		put_origin(b, h);
 		sb_puts(b, "\n");
 		(*nlock)++;
 	}
@@ -318,6 +424,7 @@ static void put_file(struct control *c, struct sbuf *b, const struct lk_snapshot
 			sb_num(b, (uint64_t)blocker);
 		else
 			sb_unknown(b);
+		sb_printf(b, "\t%s", class_name(w->cls));
 		sb_puts(b, "\n");
 		(*nwait)++;
 	}
@@ -344,6 +451,10 @@ static void put_stat(struct control *c, struct sbuf *b, const struct lk_stat_sna
 	sb_num(b, st->fail_edeadlk);
 	sb_num(b, st->fail_timeout);
 	sb_num(b, st->fail_intr);
+	sb_num(b, st->joins);
+	sb_num(b, st->broken);
+	sb_num(b, st->calm_learned);
+	sb_num(b, st->advisory_passes);
 	sb_puts(b, "\n");
 }
 
@@ -351,7 +462,7 @@ static void put_error(struct sbuf *b, const char *msg)
 {
 	sb_printf(b, "lockfs-control %d\nerror", CONTROL_VERSION);
 	sb_field(b, msg);
-	sb_puts(b, "\nend\t0\t0\t0\n");
+	sb_puts(b, "\nend\t0\t0\t0\t0\n");
 }
 
 /* The reply to a request, in *b. 0, or -errno when no reply can be built
@@ -359,14 +470,14 @@ static void put_error(struct sbuf *b, const char *msg)
 static int build_reply(struct control *c, enum control_request kind, struct sbuf *b)
 {
 	struct lk_snapshot s;
-	size_t nlock = 0, nwait = 0;
+	size_t nlock = 0, nwait = 0, nfile = 0;
 	int rc;
 
 	memset(b, 0, sizeof(*b));
 	if (kind == CONTROL_RESET) {
 		locking_stats_reset(c->l);
 		put_header(c, b);
-		sb_puts(b, "end\t0\t0\t0\n");
+		sb_puts(b, "end\t0\t0\t0\t0\n");
 		goto done;
 	}
 
@@ -376,9 +487,27 @@ static int build_reply(struct control *c, enum control_request kind, struct sbuf
 	put_header(c, b);
 	for (size_t i = 0; i < s.nfiles && !b->oom; i++)
 		put_file(c, b, &s, &s.files[i], &nlock, &nwait);
+	/* Calm and advisory files: in a stats reply, of every file the table
+	 * knows (the statistics walk visits them all, locked ones included);
+	 * else of the files with holders or waiters. */
+	if (kind == CONTROL_STATS) {
+		for (size_t i = 0; i < s.nstats && !b->oom; i++) {
+			if (!file_flagged(&s.stats[i].info))
+				continue;
+			put_file_info(c, b, s.now, s.stats[i].file, &s.stats[i].info);
+			nfile++;
+		}
+	} else {
+		for (size_t i = 0; i < s.nfiles && !b->oom; i++) {
+			if (!file_flagged(&s.files[i].info))
+				continue;
+			put_file_info(c, b, s.now, s.files[i].file, &s.files[i].info);
+			nfile++;
+		}
+	}
 	for (size_t i = 0; i < s.nstats && !b->oom; i++)
 		put_stat(c, b, &s.stats[i]);
-	sb_printf(b, "end\t%zu\t%zu\t%zu\n", nlock, nwait, s.nstats);
+	sb_printf(b, "end\t%zu\t%zu\t%zu\t%zu\n", nlock, nwait, s.nstats, nfile);
 	locking_snapshot_free(&s);
 done:
 	if (b->oom) {
@@ -414,6 +543,9 @@ int control_new(struct control **out, struct locking *l, control_path_fn path_of
 	c->source = strdup(cfg->source ? cfg->source : "");
 	c->lease_ms = cfg->lease_ms;
 	c->lock_timeout_ms = cfg->lock_timeout_ms;
+	c->long_read_ms = cfg->long_read_ms;
+	c->reader_wait_ms = cfg->reader_wait_ms;
+	c->calm_after_ms = cfg->calm_after_ms;
 	c->owner_uid = getuid();
 	pthread_mutex_init(&c->mu, NULL);
 	if (!c->mountpoint || !c->source) {

@@ -43,8 +43,9 @@ struct lockfs_config;
  * returns 0, or -ENOENT when the file is no longer known. */
 typedef int (*control_path_fn)(void *arg, lt_file_t file, char *buf, size_t len);
 
-/* The mount point, source, lease and lock timeout shown in every reply are
- * copied from cfg (NULL strings show as empty). 0 or -ENOMEM. */
+/* The mount point, source, lease, lock timeout, long_read, reader_wait and
+ * calm_after shown in every reply are copied from cfg (NULL strings show as
+ * empty). 0 or -ENOMEM. */
 int control_new(struct control **out, struct locking *l, control_path_fn path_of,
 		void *path_arg, const struct lockfs_config *cfg);
 /* Also frees the handles still open (the kernel never released them). */

@@ -439,6 +439,9 @@ static int snap_file(void *arg, lt_file_t file)
 	f = &s->files[s->nfiles];
 	memset(f, 0, sizeof(*f));
 	f->file = file;
+	/* What the table learned of the file, in the same pass. */
+	if (lt_file_info(c->l->lt, file, &f->info) != 0)
+		memset(&f->info, 0, sizeof(f->info));
 	nh = lt_holders(c->l->lt, file, NULL, 0);
 	nw = lt_waiters(c->l->lt, file, NULL, 0);
 	f->holders = calloc(nh ? nh : 1, sizeof(*f->holders));
@@ -457,8 +460,16 @@ static int snap_file(void *arg, lt_file_t file)
 			return c->err = -ENOMEM;
 		nh = lt_holders(c->l->lt, file, hv, nh);
 		for (size_t i = 0; i < nh; i++)
-			f->holders[i] = (struct lk_holder){ hv[i].owner, hv[i].cls,
-				hv[i].handles, hv[i].since, hv[i].lease_until };
+			f->holders[i] = (struct lk_holder){
+				.owner = hv[i].owner,
+				.cls = hv[i].cls,
+				.handles = hv[i].handles,
+				.since = hv[i].since,
+				.lease_until = hv[i].lease_until,
+				.state = hv[i].state,
+				.inherited = hv[i].inherited,
+				.joined = hv[i].joined,
+			};
 		free(hv);
 	}
 	f->nholders = nh;
@@ -479,6 +490,7 @@ static int snap_file(void *arg, lt_file_t file)
 }
 
 struct stat_ctx {
+	struct locking *l;
 	struct lk_snapshot *s;
 	size_t cap;
 	int err;
@@ -500,6 +512,8 @@ static int snap_stat(void *arg, lt_file_t file, const struct lt_stats *st)
 	}
 	s->stats[s->nstats].file = file;
 	s->stats[s->nstats].st = *st;
+	if (lt_file_info(c->l->lt, file, &s->stats[s->nstats].info) != 0)
+		memset(&s->stats[s->nstats].info, 0, sizeof(s->stats[s->nstats].info));
 	s->nstats++;
 	return 0;
 }
@@ -507,7 +521,7 @@ static int snap_stat(void *arg, lt_file_t file, const struct lt_stats *st)
 int locking_snapshot(struct locking *l, bool with_stats, struct lk_snapshot *out)
 {
 	struct snap_ctx fc = { .l = l, .s = out };
-	struct stat_ctx sc = { .s = out };
+	struct stat_ctx sc = { .l = l, .s = out };
 
 	memset(out, 0, sizeof(*out));
 	pthread_mutex_lock(&l->mu);

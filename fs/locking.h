@@ -74,13 +74,18 @@ void locking_forget(struct locking *l, lt_file_t file);
 
 /* A consistent copy of the lock table for lockstat, taken under the table's
  * mutex in one pass (no system calls while it is held) and then handed to
- * the caller, who resolves owners and paths without holding anything. */
+ * the caller, who resolves owners and paths without holding anything. Every
+ * file in it carries what the table learned of it (lt_file_info: calm,
+ * advisory), read in that same pass. */
 struct lk_holder {
 	lt_owner_t owner;
-	enum lt_class cls;
+	enum lt_class cls;      /* effective (see lt_holder_view) */
 	unsigned handles;       /* 0 = lease */
 	uint64_t since;
 	uint64_t lease_until;
+	enum lt_hold_state state;
+	bool inherited;         /* passed on by an exited thread or child */
+	bool joined;            /* granted by joining its program's hold */
 };
 struct lk_waiter {
 	lt_owner_t owner;
@@ -93,10 +98,12 @@ struct lk_file_snap {
 	size_t nholders, nwaiters;
 	struct lk_holder *holders;
 	struct lk_waiter *waiters; /* queue order */
+	struct lt_file_info info;  /* calm, advisory (all 0 if not known) */
 };
 struct lk_stat_snap {
 	lt_file_t file;
 	struct lt_stats st;
+	struct lt_file_info info;  /* likewise, for every file with statistics */
 };
 struct lk_snapshot {
 	uint64_t now;           /* locking_now() when taken */

@@ -41,6 +41,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		}
 		for (size_t i = 0; i < r.nstats; i++)
 			touch(r.stats[i].file.path);
+		for (size_t i = 0; i < r.nfileinfos; i++)
+			touch(r.fileinfos[i].file.path);
+		/* Keywords map to their enums only. */
+		for (size_t i = 0; i < r.nlocks; i++)
+			if (r.locks[i].mode > CTL_UPDATE || r.locks[i].hold > CTL_HOLD_BROKEN)
+				abort();
 		ctl_reply_free(&r);
 	} else if (memchr(err, '\0', sizeof(err)) == NULL || err[0] == '\0') {
 		abort();

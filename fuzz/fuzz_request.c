@@ -21,7 +21,9 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-static struct lockfs_config cfg = { .lease_ms = 250 };
+static struct lockfs_config cfg = {
+	.lease_ms = 250, .long_read_ms = 1000, .reader_wait_ms = 5000, .calm_after_ms = 2000,
+};
 static struct locking *lk;
 static struct control *ctl;
 
@@ -45,7 +47,7 @@ static void granted(struct lk_wait *w, int status)
 
 static void setup(void)
 {
-	static struct lk_wait w[3];
+	static struct lk_wait w[4];
 	lt_owner_t me;
 
 	cfg.mountpoint = "/mnt/fuzz";
@@ -65,6 +67,14 @@ static void setup(void)
 	}
 	/* A read-only close: the first file is a lease from now on. */
 	locking_release(lk, 1, me, false);
+	/* A read with update intent, on a file programs lock themselves
+	 * (replies carry CLASS update and a file record). */
+	w[3].lt.file = 4;
+	w[3].lt.owner = me;
+	w[3].lt.cls = LT_UPDATE;
+	w[3].resume = granted;
+	locking_acquire(lk, &w[3]);
+	locking_advisory(lk, 4);
 }
 
 static bool is_valid_request(const uint8_t *d, size_t n)

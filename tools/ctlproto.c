@@ -22,7 +22,7 @@ struct parser {
 	size_t lineno;
 	char *err;
 	size_t errlen;
-	size_t cap_locks, cap_waits, cap_stats;
+	size_t cap_locks, cap_waits, cap_stats, cap_fileinfos;
 };
 
 static int fail(struct parser *ps, const char *fmt, ...)
@@ -201,6 +201,7 @@ static int owner(struct parser *ps, const struct field *f, struct ctl_owner *o)
 	return text(ps, &f[2], &o->comm, "command");
 }
 
+/* MODE: the two words of the first version of the format. */
 static bool mode(const struct field *f, enum ctl_mode *m)
 {
 	if (is(f, "exclusive"))
@@ -210,6 +211,61 @@ static bool mode(const struct field *f, enum ctl_mode *m)
 	else
 		return false;
 	return true;
+}
+
+/* CLASS, which must agree with MODE (*m, as parsed): update is "exclusive"
+ * in MODE. Replaces *m. */
+static bool lock_class(const struct field *f, enum ctl_mode *m)
+{
+	enum ctl_mode c;
+
+	if (is(f, "update"))
+		c = CTL_UPDATE;
+	else if (!mode(f, &c))
+		return false;
+	if ((c == CTL_UPDATE ? CTL_EXCLUSIVE : c) != *m)
+		return false;
+	*m = c;
+	return true;
+}
+
+static bool hold(const struct field *f, enum ctl_hold *h)
+{
+	if (is(f, "normal"))
+		*h = CTL_HOLD_NORMAL;
+	else if (is(f, "long"))
+		*h = CTL_HOLD_LONG;
+	else if (is(f, "broken"))
+		*h = CTL_HOLD_BROKEN;
+	else
+		return false;
+	return true;
+}
+
+/* A set of flags: "-" for none, else words[i] separated by commas, each
+ * known and at most once. */
+static bool flag_set(const struct field *f, const char *const *words, bool *set, size_t n)
+{
+	const char *p = f->p, *end = f->p + f->n;
+
+	for (size_t i = 0; i < n; i++)
+		set[i] = false;
+	if (f->n == 1 && f->p[0] == '-')
+		return true;
+	for (;;) {
+		const char *comma = memchr(p, ',', (size_t)(end - p));
+		struct field w = { p, (size_t)((comma ? comma : end) - p) };
+		size_t i;
+
+		for (i = 0; i < n && !is(&w, words[i]); i++)
+			;
+		if (i == n || set[i])
+			return false;
+		set[i] = true;
+		if (!comma)
+			return true;
+		p = comma + 1;
+	}
 }
 
 /* Makes room for one more element of `size` bytes in *arr. */
@@ -242,7 +298,10 @@ static int rec_mount(struct parser *ps, const struct field *f, size_t nf)
 	if (nf < 6)
 		return fail(ps, "short mount record");
 	if (!num(&f[3], false, &r->daemon_pid) || !num(&f[4], true, &r->lease_ms) ||
-	    !num(&f[5], true, &r->lock_timeout_ms))
+	    !num(&f[5], true, &r->lock_timeout_ms) ||
+	    (nf > 6 && !num(&f[6], true, &r->long_read_ms)) ||
+	    (nf > 7 && !num(&f[7], true, &r->reader_wait_ms)) ||
+	    (nf > 8 && !num(&f[8], true, &r->calm_after_ms)))
 		return fail(ps, "bad number in mount record");
 	if ((rc = text(ps, &f[1], &r->mountpoint, "mount point")) < 0 ||
 	    (rc = text(ps, &f[2], &r->source, "source")) < 0)
@@ -277,6 +336,20 @@ static int rec_lock(struct parser *ps, const struct field *f, size_t nf)
 	if (!num(&f[8], false, &l->held_ns) || !num(&f[9], true, &l->lease_left_ns) ||
 	    !num(&f[10], false, &l->waiters) || !num(&f[11], false, &l->handles))
 		return fail(ps, "bad number in lock record");
+	/* Added later: CLASS HOLD ORIGIN. */
+	if (nf > 12 && !lock_class(&f[12], &l->mode))
+		return fail(ps, "bad lock class");
+	if (nf > 13 && !hold(&f[13], &l->hold))
+		return fail(ps, "bad hold state");
+	if (nf > 14) {
+		static const char *const words[] = { "inherited", "joined" };
+		bool set[2];
+
+		if (!flag_set(&f[14], words, set, 2))
+			return fail(ps, "bad hold origin");
+		l->inherited = set[0];
+		l->joined = set[1];
+	}
 	return 0;
 }
 
@@ -307,6 +380,33 @@ static int rec_wait(struct parser *ps, const struct field *f, size_t nf)
 		return rc;
 	if (!num(&f[8], false, &w->waited_ns) || !num(&f[9], true, &w->blocker))
 		return fail(ps, "bad number in wait record");
+	if (nf > 10 && !lock_class(&f[10], &w->mode))
+		return fail(ps, "bad wait class");
+	return 0;
+}
+
+static int rec_file(struct parser *ps, const struct field *f, size_t nf)
+{
+	static const char *const words[] = { "calm", "advisory" };
+	struct ctl_reply *r = ps->r;
+	struct ctl_fileinfo *fi;
+	bool set[2];
+	int rc;
+
+	if (nf < 4)
+		return fail(ps, "short file record");
+	if ((rc = grow((void **)&r->fileinfos, r->nfileinfos, &ps->cap_fileinfos,
+		       sizeof(*fi))) < 0)
+		return rc;
+	fi = &r->fileinfos[r->nfileinfos++];
+	if ((rc = file(ps, &f[1], &fi->file)) < 0)
+		return rc;
+	if (!flag_set(&f[2], words, set, 2))
+		return fail(ps, "bad file flags");
+	fi->calm = set[0];
+	fi->advisory = set[1];
+	if (!num(&f[3], true, &fi->written_ns))
+		return fail(ps, "bad number in file record");
 	return 0;
 }
 
@@ -328,8 +428,11 @@ static int rec_stat(struct parser *ps, const struct field *f, size_t nf)
 		&s->wait_mean_ns, &s->wait_p99_ns, &s->wait_max_ns, &s->wait_total_ns,
 		&s->holds, &s->hold_mean_ns, &s->hold_max_ns, &s->eagain, &s->edeadlk,
 		&s->timeouts, &s->eintr,
+		/* Added later: optional. */
+		&s->joins, &s->broken, &s->calm_learned, &s->advisory_passes,
 	};
-	for (size_t i = 0; i < sizeof(dst) / sizeof(dst[0]); i++)
+	s->joins = s->broken = s->calm_learned = s->advisory_passes = CTL_UNKNOWN;
+	for (size_t i = 0; i < sizeof(dst) / sizeof(dst[0]) && 2 + i < nf; i++)
 		if (!num(&f[2 + i], false, dst[i]))
 			return fail(ps, "bad number in stat record");
 	return 0;
@@ -338,15 +441,22 @@ static int rec_stat(struct parser *ps, const struct field *f, size_t nf)
 static int rec_end(struct parser *ps, const struct field *f, size_t nf)
 {
 	struct ctl_reply *r = ps->r;
-	long long nl, nw, ns;
+	long long nl, nw, ns, nfi = -1;
 
 	if (nf < 4 || !num(&f[1], false, &nl) || !num(&f[2], false, &nw) ||
-	    !num(&f[3], false, &ns))
+	    !num(&f[3], false, &ns) || (nf > 4 && !num(&f[4], false, &nfi)))
 		return fail(ps, "bad end record");
 	if ((size_t)nl != r->nlocks || (size_t)nw != r->nwaits || (size_t)ns != r->nstats)
 		return fail(ps, "record counts do not match the end record "
 			    "(%zu/%zu/%zu lock/wait/stat lines, end says %lld/%lld/%lld)",
 			    r->nlocks, r->nwaits, r->nstats, nl, nw, ns);
+	/* A daemon that sends file records counts them (NFILE). */
+	if (nfi < 0 && r->nfileinfos)
+		return fail(ps, "record counts do not match the end record "
+			    "(%zu file lines, end does not count them)", r->nfileinfos);
+	if (nfi >= 0 && (size_t)nfi != r->nfileinfos)
+		return fail(ps, "record counts do not match the end record "
+			    "(%zu file lines, end says %lld)", r->nfileinfos, nfi);
 	if (!r->have_mount && !r->error)
 		return fail(ps, "no mount record");
 	return 0;
@@ -371,13 +481,22 @@ void ctl_reply_free(struct ctl_reply *r)
 	}
 	for (size_t i = 0; i < r->nstats; i++)
 		free(r->stats[i].file.path);
+	for (size_t i = 0; i < r->nfileinfos; i++)
+		free(r->fileinfos[i].file.path);
 	free(r->locks);
 	free(r->waits);
 	free(r->stats);
+	free(r->fileinfos);
 	free(r->mountpoint);
 	free(r->source);
 	free(r->error);
 	memset(r, 0, sizeof(*r));
+}
+
+static void unknown_mount(struct ctl_reply *r)
+{
+	r->daemon_pid = r->lease_ms = r->lock_timeout_ms = CTL_UNKNOWN;
+	r->long_read_ms = r->reader_wait_ms = r->calm_after_ms = CTL_UNKNOWN;
 }
 
 int ctl_parse_reply(const char *buf, size_t len, struct ctl_reply *out,
@@ -389,7 +508,7 @@ int ctl_parse_reply(const char *buf, size_t len, struct ctl_reply *out,
 	int rc = 0;
 
 	memset(out, 0, sizeof(*out));
-	out->daemon_pid = out->lease_ms = out->lock_timeout_ms = CTL_UNKNOWN;
+	unknown_mount(out);
 	if (errlen)
 		err[0] = '\0';
 
@@ -456,6 +575,8 @@ int ctl_parse_reply(const char *buf, size_t len, struct ctl_reply *out,
 			rc = rec_wait(&ps, f, nf);
 		else if (is(&f[0], "stat"))
 			rc = rec_stat(&ps, f, nf);
+		else if (is(&f[0], "file"))
+			rc = rec_file(&ps, f, nf);
 		else if (is(&f[0], "error")) {
 			if (out->error)
 				rc = fail(&ps, "second error record");
@@ -477,7 +598,7 @@ int ctl_parse_reply(const char *buf, size_t len, struct ctl_reply *out,
 		if (rc == -ENOMEM && errlen)
 			snprintf(err, errlen, "out of memory");
 		ctl_reply_free(out);
-		out->daemon_pid = out->lease_ms = out->lock_timeout_ms = CTL_UNKNOWN;
+		unknown_mount(out);
 	}
 	return rc;
 }

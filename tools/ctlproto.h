@@ -4,7 +4,9 @@
  * ctl_parse_reply() turns one complete reply into plain structures. It is
  * strict about everything it understands (numbers, keywords, escapes, the
  * closing `end` line and its counts) and ignores line kinds and trailing
- * fields it does not know, so that later daemons can add to version 1. */
+ * fields it does not know, so that later daemons can add to version 1.
+ * Fields that version 1 gained later (CLASS, HOLD, ORIGIN, file records...)
+ * are optional: a reply from an older daemon parses with their defaults. */
 #ifndef LOCKFS_CTLPROTO_H
 #define LOCKFS_CTLPROTO_H
 
@@ -17,8 +19,12 @@
 /* A number the daemon did not know ("-" on the wire). */
 #define CTL_UNKNOWN (-1LL)
 
-enum ctl_mode { CTL_EXCLUSIVE, CTL_SHARED };
+/* The lock class: CLASS on the wire, or MODE from a daemon without CLASS
+ * (which never says update). */
+enum ctl_mode { CTL_EXCLUSIVE, CTL_SHARED, CTL_UPDATE };
 enum ctl_state { CTL_HELD, CTL_LEASE };
+/* HOLD: normal from a daemon that does not say. */
+enum ctl_hold { CTL_HOLD_NORMAL, CTL_HOLD_LONG, CTL_HOLD_BROKEN };
 enum ctl_want { CTL_WANT_READ, CTL_WANT_WRITE, CTL_WANT_BARRIER };
 
 /* A file: its path relative to the mount root, or (path NULL) the key of a
@@ -36,7 +42,9 @@ struct ctl_owner {
 struct ctl_lock {
 	struct ctl_file file;
 	enum ctl_mode mode;
-	enum ctl_state state;
+	enum ctl_state state;           /* held (handles open) or lease */
+	enum ctl_hold hold;
+	bool inherited, joined;         /* ORIGIN */
 	struct ctl_owner owner;
 	long long held_ns;
 	long long lease_left_ns;        /* CTL_UNKNOWN unless a lease */
@@ -53,12 +61,21 @@ struct ctl_wait {
 	long long blocker;              /* pid, CTL_UNKNOWN when none known */
 };
 
+/* A `file` record: what the daemon learned of a file. */
+struct ctl_fileinfo {
+	struct ctl_file file;
+	bool calm, advisory;
+	long long written_ns;           /* since the last write; CTL_UNKNOWN: never */
+};
+
 struct ctl_stat {
 	struct ctl_file file;
 	long long acquisitions, contentions, waits;
 	long long wait_min_ns, wait_mean_ns, wait_p99_ns, wait_max_ns, wait_total_ns;
 	long long holds, hold_mean_ns, hold_max_ns;
 	long long eagain, edeadlk, timeouts, eintr;
+	/* CTL_UNKNOWN from a daemon that does not count them. */
+	long long joins, broken, calm_learned, advisory_passes;
 };
 
 struct ctl_reply {
@@ -66,10 +83,13 @@ struct ctl_reply {
 	bool have_mount;
 	char *mountpoint, *source;      /* as the daemon sees them */
 	long long daemon_pid, lease_ms, lock_timeout_ms;
+	/* CTL_UNKNOWN from a daemon that does not say; 0 = never. */
+	long long long_read_ms, reader_wait_ms, calm_after_ms;
 	struct ctl_lock *locks;
 	struct ctl_wait *waits;
 	struct ctl_stat *stats;
-	size_t nlocks, nwaits, nstats;
+	struct ctl_fileinfo *fileinfos;
+	size_t nlocks, nwaits, nstats, nfileinfos;
 	char *error;                    /* an `error` line, NULL if none */
 };
 

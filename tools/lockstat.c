@@ -44,10 +44,12 @@ enum col {
 	/* the lock table */
 	C_MOUNT, C_PATH, C_MODE, C_STATE, C_PID, C_TID, C_COMMAND, C_USER, C_UID,
 	C_HELD, C_LEASE, C_HANDLES, C_WAITERS, C_WANTS, C_WAITED, C_BLOCKER,
+	C_ORIGIN, C_FLAGS,
 	/* --stats */
 	S_MOUNT, S_PATH, S_ACQUISITIONS, S_CONTENTIONS, S_WAITS, S_WAIT_MIN,
 	S_WAIT_AVG, S_WAIT_P99, S_WAIT_MAX, S_WAIT_TOTAL, S_HOLD_AVG, S_HOLD_MAX,
-	S_EAGAIN, S_EDEADLK, S_TIMEOUT, S_EINTR,
+	S_EAGAIN, S_EDEADLK, S_TIMEOUT, S_EINTR, S_JOINS, S_BROKEN, S_CALM_LEARNED,
+	S_ADVISORY_PASSES, S_FLAGS,
 	NCOLS
 };
 
@@ -61,8 +63,9 @@ struct column {
 static const struct column columns[NCOLS] = {
 	[C_MOUNT]   = { "MOUNT", false, false, "the lockfs mount point" },
 	[C_PATH]    = { "PATH", false, false, "the file, relative to the mount" },
-	[C_MODE]    = { "MODE", false, false, "exclusive or shared (held, or asked for by a waiter)" },
-	[C_STATE]   = { "STATE", false, false, "held (open), lease (kept after a read), or waiting" },
+	[C_MODE]    = { "MODE", false, false, "exclusive, shared or update (held, or asked for by a waiter)" },
+	[C_STATE]   = { "STATE", false, false, "held (open), lease (kept after a read), long, broken or "
+		       "waiting; * when inherited or joined" },
 	[C_PID]     = { "PID", false, true, "process id of the holder or waiter" },
 	[C_TID]     = { "TID", false, true, "thread id (the lock owner is a thread)" },
 	[C_COMMAND] = { "COMMAND", false, false, "the thread's command name" },
@@ -75,6 +78,9 @@ static const struct column columns[NCOLS] = {
 	[C_WANTS]   = { "WANTS", false, false, "what a waiter asked for: read, write or barrier" },
 	[C_WAITED]  = { "WAITED", false, true, "how long a waiter has waited" },
 	[C_BLOCKER] = { "BLOCKER", false, true, "pid of the process a waiter waits for" },
+	[C_ORIGIN]  = { "ORIGIN", false, false, "own, inherited (from an exited thread or child) "
+		       "or joined (its program's hold)" },
+	[C_FLAGS]   = { "FLAGS", false, false, "what lockfs learned of the file: calm, advisory" },
 
 	[S_MOUNT]        = { "MOUNT", true, false, "the lockfs mount point" },
 	[S_PATH]         = { "PATH", true, false, "the file, relative to the mount" },
@@ -92,6 +98,12 @@ static const struct column columns[NCOLS] = {
 	[S_EDEADLK]      = { "EDEADLK", true, true, "opens refused because they would deadlock" },
 	[S_TIMEOUT]      = { "TIMEOUT", true, true, "opens that gave up after lock_timeout" },
 	[S_EINTR]        = { "EINTR", true, true, "waits ended by a signal or the waiter's exit" },
+	[S_JOINS]        = { "JOINS", true, true, "opens granted by joining their program's hold" },
+	[S_BROKEN]       = { "BROKEN", true, true, "reader holds a writer stopped waiting for" },
+	[S_CALM_LEARNED] = { "CALM-LEARNED", true, true, "times the file was learned to be calm" },
+	[S_ADVISORY_PASSES] = { "ADVISORY-PASSES", true, true,
+				"opens let through because the file is advisory" },
+	[S_FLAGS]        = { "FLAGS", true, false, "what lockfs learned of the file: calm, advisory" },
 };
 
 static const enum col default_lock_cols[] = {
@@ -99,11 +111,12 @@ static const enum col default_lock_cols[] = {
 };
 static const enum col default_waiter_cols[] = {
 	C_PATH, C_MODE, C_STATE, C_PID, C_TID, C_COMMAND, C_USER, C_HELD, C_WAITERS,
-	C_WANTS, C_WAITED, C_BLOCKER,
+	C_WANTS, C_WAITED, C_BLOCKER, C_ORIGIN, C_FLAGS,
 };
 static const enum col default_stat_cols[] = {
 	S_PATH, S_ACQUISITIONS, S_CONTENTIONS, S_WAIT_MIN, S_WAIT_AVG, S_WAIT_P99,
 	S_WAIT_MAX, S_WAIT_TOTAL, S_HOLD_AVG, S_HOLD_MAX, S_EAGAIN, S_EDEADLK, S_TIMEOUT,
+	S_JOINS, S_BROKEN, S_FLAGS,
 };
 
 #define ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
@@ -189,7 +202,8 @@ static void print_help(void)
 "is. Without MOUNTPOINT, every lockfs mount of the system is shown.\n"
 "\n"
 "Options:\n"
-"  -w, --waiters          one row for each waiting open too\n"
+"  -w, --waiters          one row for each waiting open too, and the ORIGIN\n"
+"                         and FLAGS columns\n"
 "  -o, --output COLS      columns to show, comma-separated (+COLS adds to the\n"
 "                         default set)\n"
 "      --list-columns     list the columns and exit\n"
@@ -215,14 +229,15 @@ static void print_help(void)
 static void list_columns(void)
 {
 	printf("Lock table columns (default: PATH MODE STATE PID TID COMMAND USER HELD WAITERS;\n"
-	       "-w adds WANTS WAITED BLOCKER):\n");
+	       "-w adds WANTS WAITED BLOCKER ORIGIN FLAGS):\n");
 	for (int i = 0; i < NCOLS; i++)
 		if (!columns[i].stats)
-			printf("  %-13s %s\n", columns[i].name, columns[i].help);
-	printf("\nStatistics columns (--stats; default: all but MOUNT WAITS EINTR):\n");
+			printf("  %-15s %s\n", columns[i].name, columns[i].help);
+	printf("\nStatistics columns (--stats; default: all but MOUNT WAITS EINTR CALM-LEARNED\n"
+	       "ADVISORY-PASSES):\n");
 	for (int i = 0; i < NCOLS; i++)
 		if (columns[i].stats)
-			printf("  %-13s %s\n", columns[i].name, columns[i].help);
+			printf("  %-15s %s\n", columns[i].name, columns[i].help);
 }
 
 static bool parse_ll(const char *s, long long min, long long max, long long *out)
@@ -566,6 +581,25 @@ static int resolve(const char *arg, struct mnt *m, int nm, struct target *t)
 
 /* ---- talking to the daemon ----------------------------------------------- */
 
+static int cmp_file(const struct ctl_file *a, const struct ctl_file *b);
+
+static int cmp_fileinfo(const void *a, const void *b)
+{
+	return cmp_file(&((const struct ctl_fileinfo *)a)->file,
+			&((const struct ctl_fileinfo *)b)->file);
+}
+
+/* What the daemon learned of file f (calm, advisory), NULL if nothing.
+ * t->r.fileinfos is sorted by query(). */
+static const struct ctl_fileinfo *file_info(const struct target *t, const struct ctl_file *f)
+{
+	struct ctl_fileinfo key = { .file = *f };
+
+	if (!t->r.nfileinfos)
+		return NULL;
+	return bsearch(&key, t->r.fileinfos, t->r.nfileinfos, sizeof(key), cmp_fileinfo);
+}
+
 /* Sends `request` (NULL: plain read) and parses the reply into t->r.
  * 0, or -1 after printing why not. */
 static int query(struct target *t, const char *request)
@@ -640,6 +674,8 @@ static int query(struct target *t, const char *request)
 		errline(t->name, "the daemon says: %s", t->r.error);
 		goto out;
 	}
+	if (t->r.nfileinfos)
+		qsort(t->r.fileinfos, t->r.nfileinfos, sizeof(*t->r.fileinfos), cmp_fileinfo);
 	rc = 0;
 out:
 	if (fd >= 0)
@@ -708,7 +744,50 @@ static const char *file_text(const struct ctl_file *f, char *b, size_t n)
 
 static const char *mode_text(enum ctl_mode m)
 {
-	return m == CTL_SHARED ? "shared" : "exclusive";
+	switch (m) {
+	case CTL_SHARED: return "shared";
+	case CTL_UPDATE: return "update";
+	default: return "exclusive";
+	}
+}
+
+static const char *hold_text(enum ctl_hold h)
+{
+	switch (h) {
+	case CTL_HOLD_LONG: return "long";
+	case CTL_HOLD_BROKEN: return "broken";
+	default: return "normal";
+	}
+}
+
+/* STATE of a holder: broken and long say more than held or lease; a star
+ * marks a hold that was inherited or joined (ORIGIN says which). */
+static const char *state_text(const struct ctl_lock *l, char *b, size_t n)
+{
+	const char *st = l->hold == CTL_HOLD_BROKEN ? "broken" :
+			 l->hold == CTL_HOLD_LONG ? "long" :
+			 l->state == CTL_LEASE ? "lease" : "held";
+
+	snprintf(b, n, "%s%s", st, l->inherited || l->joined ? "*" : "");
+	return b;
+}
+
+static const char *origin_text(const struct ctl_lock *l)
+{
+	if (l->inherited && l->joined)
+		return "inherited,joined";
+	if (l->inherited)
+		return "inherited";
+	return l->joined ? "joined" : "own";
+}
+
+static const char *flags_text(const struct ctl_fileinfo *fi)
+{
+	if (!fi || (!fi->calm && !fi->advisory))
+		return "-";
+	if (fi->calm && fi->advisory)
+		return "calm,advisory";
+	return fi->calm ? "calm" : "advisory";
 }
 
 static const char *want_text(enum ctl_want w)
@@ -737,7 +816,7 @@ static const char *lock_cell(enum col c, const struct row *r, char *b, size_t n)
 	case C_STATE:
 		if (!r->lk)
 			return "waiting";
-		return r->lk->state == CTL_LEASE ? "lease" : "held";
+		return state_text(r->lk, b, n);
 	case C_PID: fmt_num(ow->pid, b, n); return b;
 	case C_TID: fmt_num(ow->tid, b, n); return b;
 	case C_COMMAND: return ow->comm[0] ? ow->comm : "-";
@@ -774,6 +853,8 @@ static const char *lock_cell(enum col c, const struct row *r, char *b, size_t n)
 			return "-";
 		fmt_num(r->w->blocker, b, n);
 		return b;
+	case C_ORIGIN: return r->lk ? origin_text(r->lk) : "-";
+	case C_FLAGS: return flags_text(file_info(r->t, f));
 	default:
 		return "?";
 	}
@@ -805,6 +886,11 @@ static const char *stat_cell(enum col c, const struct srow *r, char *b, size_t n
 	case S_EDEADLK: fmt_num(s->edeadlk, b, n); return b;
 	case S_TIMEOUT: fmt_num(s->timeouts, b, n); return b;
 	case S_EINTR: fmt_num(s->eintr, b, n); return b;
+	case S_JOINS: fmt_num(s->joins, b, n); return b;
+	case S_BROKEN: fmt_num(s->broken, b, n); return b;
+	case S_CALM_LEARNED: fmt_num(s->calm_learned, b, n); return b;
+	case S_ADVISORY_PASSES: fmt_num(s->advisory_passes, b, n); return b;
+	case S_FLAGS: return flags_text(file_info(r->t, &s->file));
 	default: return "?";
 	}
 }
@@ -985,10 +1071,13 @@ static size_t pick_stats(const struct options *o, const struct target *t,
 	for (size_t i = 0; i < t->r.nstats; i++) {
 		const struct ctl_stat *s = &t->r.stats[i];
 
-		/* A file still locked at a reset keeps an all-zero record
-		 * until something happens to it. */
+		/* A file still locked at a reset (or calm or advisory) keeps
+		 * an all-zero record until something happens to it. (The
+		 * counters a daemon does not send are CTL_UNKNOWN.) */
 		if (!s->acquisitions && !s->contentions && !s->waits && !s->holds &&
-		    !s->eagain && !s->edeadlk && !s->timeouts && !s->eintr)
+		    !s->eagain && !s->edeadlk && !s->timeouts && !s->eintr &&
+		    s->joins <= 0 && s->broken <= 0 && s->calm_learned <= 0 &&
+		    s->advisory_passes <= 0)
 			continue;
 		if (path_ok(o, &s->file))
 			v[n++] = s;
@@ -1145,6 +1234,11 @@ static void jnum(FILE *out, long long v)
 		fprintf(out, "%lld", v);
 }
 
+static void jbool(FILE *out, bool v)
+{
+	fputs(v ? "true" : "false", out);
+}
+
 static void jkey(FILE *out, const char *k, bool first)
 {
 	fprintf(out, "%s\"%s\": ", first ? "" : ", ", k);
@@ -1183,6 +1277,9 @@ static void render_json(FILE *out, const struct options *o, const struct target 
 		jkey(out, "daemon_pid", false); jnum(out, r->daemon_pid);
 		jkey(out, "lease_ms", false); jnum(out, r->lease_ms);
 		jkey(out, "lock_timeout_ms", false); jnum(out, r->lock_timeout_ms);
+		jkey(out, "long_read_ms", false); jnum(out, r->long_read_ms);
+		jkey(out, "reader_wait_ms", false); jnum(out, r->reader_wait_ms);
+		jkey(out, "calm_after_ms", false); jnum(out, r->calm_after_ms);
 
 		n = pick_rows(o, t, 1, true, &rows);
 		fputs(",\n   \"locks\": [", out);
@@ -1197,6 +1294,9 @@ static void render_json(FILE *out, const struct options *o, const struct target 
 			jkey(out, "path", true); jstr(out, l->file.path);
 			jkey(out, "mode", false); jstr(out, mode_text(l->mode));
 			jkey(out, "state", false); jstr(out, l->state == CTL_LEASE ? "lease" : "held");
+			jkey(out, "hold", false); jstr(out, hold_text(l->hold));
+			jkey(out, "inherited", false); jbool(out, l->inherited);
+			jkey(out, "joined", false); jbool(out, l->joined);
 			jowner(out, &l->owner);
 			jkey(out, "held_ns", false); jnum(out, l->held_ns);
 			jkey(out, "lease_left_ns", false); jnum(out, l->lease_left_ns);
@@ -1225,6 +1325,24 @@ static void render_json(FILE *out, const struct options *o, const struct target 
 		fputs(first ? "]" : "\n   ]", out);
 		free(rows);
 
+		/* Calm and advisory files (sorted by query()). */
+		fputs(",\n   \"files\": [", out);
+		first = true;
+		for (size_t i = 0; i < r->nfileinfos; i++) {
+			const struct ctl_fileinfo *fi = &r->fileinfos[i];
+
+			if (!path_ok(o, &fi->file))
+				continue;
+			fprintf(out, "%s\n     {", first ? "" : ",");
+			first = false;
+			jkey(out, "path", true); jstr(out, fi->file.path);
+			jkey(out, "calm", false); jbool(out, fi->calm);
+			jkey(out, "advisory", false); jbool(out, fi->advisory);
+			jkey(out, "written_ns", false); jnum(out, fi->written_ns);
+			fputc('}', out);
+		}
+		fputs(first ? "]" : "\n   ]", out);
+
 		if (o->stats) {
 			const struct ctl_stat **v;
 			size_t ns = pick_stats(o, t, &v);
@@ -1250,6 +1368,10 @@ static void render_json(FILE *out, const struct options *o, const struct target 
 				jkey(out, "edeadlk", false); jnum(out, s->edeadlk);
 				jkey(out, "timeouts", false); jnum(out, s->timeouts);
 				jkey(out, "eintr", false); jnum(out, s->eintr);
+				jkey(out, "joins", false); jnum(out, s->joins);
+				jkey(out, "broken", false); jnum(out, s->broken);
+				jkey(out, "calm_learned", false); jnum(out, s->calm_learned);
+				jkey(out, "advisory_passes", false); jnum(out, s->advisory_passes);
 				fputc('}', out);
 			}
 			fputs(ns ? "\n   ]" : "]", out);

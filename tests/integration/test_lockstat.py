@@ -160,11 +160,19 @@ class TestHoldersAndWaiters(LockstatCase):
             # JSON, field by field.
             self.assertEqual(doc["source"], m.src)
             self.assertEqual(doc["daemon_pid"], m.pid)
+            # The mount's defaults (lockfs(8)).
+            self.assertEqual(doc["long_read_ms"], 1000)
+            self.assertEqual(doc["reader_wait_ms"], 5000)
+            self.assertEqual(doc["calm_after_ms"], 2000)
+            self.assertEqual(doc["files"], [])
             self.assertEqual(len(doc["locks"]), 1)
             lk = doc["locks"][0]
             self.assertEqual(lk["path"], "data.txt")
             self.assertEqual(lk["mode"], "exclusive")
             self.assertEqual(lk["state"], "held")
+            self.assertEqual(lk["hold"], "normal")
+            self.assertIs(lk["inherited"], False)
+            self.assertIs(lk["joined"], False)
             self.assertEqual(lk["pid"], holder.pid)
             self.assertEqual(lk["tid"], holder.pid)
             self.assertEqual(lk["command"], "python3")
@@ -178,7 +186,8 @@ class TestHoldersAndWaiters(LockstatCase):
             self.assertLess(lk["held_ns"], 120 * 10**9)
             wt = doc["waiters"][0]
             self.assertEqual(wt["path"], "data.txt")
-            self.assertEqual(wt["mode"], "exclusive")
+            # A read by a caller that may write the file: update intent.
+            self.assertEqual(wt["mode"], "update")
             self.assertEqual(wt["wants"], "read")
             self.assertEqual(wt["pid"], waiter.pid)
             self.assertEqual(wt["tid"], waiter.pid)
@@ -205,8 +214,11 @@ class TestHoldersAndWaiters(LockstatCase):
 
             # -w: the waiter gets its own row, blocked by the holder.
             head, rows = self.table("-w", m.mnt)
-            self.assertEqual(head[-3:], ["WANTS", "WAITED", "BLOCKER"])
+            self.assertEqual(head[-5:], ["WANTS", "WAITED", "BLOCKER", "ORIGIN", "FLAGS"])
             self.assertEqual([r["STATE"] for r in rows], ["held", "waiting"])
+            self.assertEqual([r["MODE"] for r in rows], ["exclusive", "update"])
+            self.assertEqual([r["ORIGIN"] for r in rows], ["own", "-"])
+            self.assertEqual([r["FLAGS"] for r in rows], ["-", "-"])
             self.assertEqual(rows[0]["PID"], str(holder.pid))
             self.assertEqual(rows[0]["BLOCKER"], "-")
             self.assertEqual(rows[1]["PID"], str(waiter.pid))
@@ -265,6 +277,7 @@ class TestHoldersAndWaiters(LockstatCase):
                 self.assertEqual(lk["state"], "lease")
                 self.assertEqual(lk["handles"], 0)
                 self.assertLessEqual(lk["lease_left_ns"], 250 * 10**6)
+                self.assertEqual(lk["inherited"], lk["pid"] == os.getpid())
 
     def test_waiting_thread_shows_its_tid(self):
         with Mount() as m:
@@ -421,7 +434,8 @@ class TestStatistics(LockstatCase):
             self.assertLessEqual(busy["wait_p99_ns"], 2 * busy["wait_max_ns"] + 2)
             self.assertGreaterEqual(busy["hold_max_ns"], held * 1e9 * 0.9)
             self.assertGreaterEqual(busy["hold_max_ns"], busy["hold_mean_ns"])
-            for k in ("eagain", "edeadlk", "timeouts", "eintr"):
+            for k in ("eagain", "edeadlk", "timeouts", "eintr", "joins", "broken",
+                      "calm_learned", "advisory_passes"):
                 self.assertEqual(busy[k], 0, k)
             self.assertEqual(calm["acquisitions"], 5)
             self.assertEqual(calm["contentions"], 0)
@@ -431,6 +445,7 @@ class TestStatistics(LockstatCase):
             # The table, its order and --top/--sort.
             head, rows = self.table("--stats", m.mnt)
             self.assertEqual(head[:3], ["PATH", "ACQUISITIONS", "CONTENTIONS"])
+            self.assertEqual(head[-3:], ["JOINS", "BROKEN", "FLAGS"])
             self.assertEqual([(r["PATH"], r["ACQUISITIONS"], r["CONTENTIONS"]) for r in rows],
                              [("busy.txt", "4", "3"), ("calm.txt", "5", "0")])
             _, rows = self.table("--stats", "--top", "1", m.mnt)
@@ -511,6 +526,213 @@ for _ in range(4):
             self.assertEqual(self.mount_doc(m, "--stats")["stats"], [])
 
 
+# Holds a file open for reading until told.
+READ_HOLD = r'''
+import os, sys
+fd = os.open(sys.argv[1], os.O_RDONLY)
+print("open", flush=True)
+sys.stdin.readline()
+os.close(fd)
+'''
+
+# Opens a file for reading, then takes flock() on it when told.
+FLOCK_HOLD = r'''
+import fcntl, os, sys
+fd = os.open(sys.argv[1], os.O_RDONLY)
+print("open", flush=True)
+sys.stdin.readline()
+fcntl.flock(fd, fcntl.LOCK_EX)
+print("locked", flush=True)
+sys.stdin.readline()
+os.close(fd)
+'''
+
+# Holds a file open for writing and starts a child that opens it to read:
+# one program (the child joins its parent's hold). Prints the child's pid.
+PARENT_AND_CHILD = r'''
+import os, subprocess, sys
+CHILD = """
+import os, sys
+fd = os.open(sys.argv[1], os.O_RDONLY)
+print("joined", flush=True)
+sys.stdin.readline()
+os.close(fd)
+"""
+fd = os.open(sys.argv[1], os.O_RDWR)
+child = subprocess.Popen([sys.executable, "-c", CHILD, sys.argv[1]],
+                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+line = child.stdout.readline().strip()
+print(child.pid, line, flush=True)
+sys.stdin.readline()
+child.stdin.write("\n")
+child.stdin.flush()
+child.wait()
+os.close(fd)
+print("done", flush=True)
+'''
+
+
+class TestProgramsAndLearning(LockstatCase):
+    """The lock table's version 2 states, made by real programs: update
+    intent, long reads, broken readers, joined and inherited holds, and
+    advisory files."""
+
+    def lock_rows(self, doc, path):
+        return [lk for lk in doc["locks"] if lk["path"] == path]
+
+    def test_update_read_turns_long(self):
+        with Mount(["long_read=500"]) as m:
+            with open(m.src_path("r.txt"), "w") as f:
+                f.write("x")
+            reader = self.spawn(READ_HOLD, "r.txt", cwd=m.mnt)
+            self.assertEqual(read_line(reader).strip(), "open")
+            # A read by a caller that could write the file: update intent.
+            # (Well within long_read of the open.)
+            _, rows = self.table("-o", "PATH,MODE,STATE,PID,ORIGIN,FLAGS", m.mnt)
+            self.assertEqual(rows, [{"PATH": "r.txt", "MODE": "update", "STATE": "held",
+                                     "PID": str(reader.pid), "ORIGIN": "own", "FLAGS": "-"}])
+            seen = []
+
+            def is_long(d):
+                rows = self.lock_rows(d, "r.txt")
+                self.assertEqual(len(rows), 1)
+                seen.append((rows[0]["mode"], rows[0]["hold"]))
+                return rows[0]["hold"] == "long"
+            doc = self.poll(m, is_long, "the read held long")
+            self.assertEqual(doc["long_read_ms"], 500)
+            # Until long_read it was an update-intent read; from then on it
+            # shares with other readers.
+            self.assertEqual(set(seen[:-1]), {("update", "normal")} if seen[:-1] else set())
+            lk = self.lock_rows(doc, "r.txt")[0]
+            self.assertEqual((lk["mode"], lk["state"], lk["hold"]), ("shared", "held", "long"))
+            self.assertEqual(lk["pid"], reader.pid)
+            self.assertEqual(lk["handles"], 1)
+            self.assertGreaterEqual(lk["held_ns"], 500 * 10**6)
+            _, rows = self.table("-o", "PATH,MODE,STATE,PID", m.mnt)
+            self.assertEqual(rows, [{"PATH": "r.txt", "MODE": "shared", "STATE": "long",
+                                     "PID": str(reader.pid)}])
+            # It really shares: another update-intent read gets in at once.
+            other = self.spawn(OPEN, "r.txt", "r", cwd=m.mnt)
+            self.assertEqual(read_line(other, timeout=10).strip(), "got")
+            self.assertEqual(other.wait(timeout=30), 0)
+            self.release(reader)
+            self.assertEqual(reader.wait(timeout=30), 0)
+
+    def test_flock_makes_file_advisory(self):
+        with Mount() as m:
+            with open(m.src_path("f.txt"), "w") as f:
+                f.write("x")
+            locker = self.spawn(FLOCK_HOLD, "f.txt", cwd=m.mnt)
+            self.assertEqual(read_line(locker).strip(), "open")
+            doc = self.mount_doc(m)
+            self.assertEqual(doc["files"], [])
+            _, rows = self.table("-o", "PATH,PID,FLAGS", m.mnt)
+            self.assertEqual(rows, [{"PATH": "f.txt", "PID": str(locker.pid), "FLAGS": "-"}])
+
+            self.release(locker)
+            self.assertEqual(read_line(locker).strip(), "locked")
+            doc = self.mount_doc(m)
+            self.assertEqual(len(doc["files"]), 1, doc)
+            fi = doc["files"][0]
+            self.assertEqual((fi["path"], fi["advisory"], fi["calm"]), ("f.txt", True, False))
+            self.assertIsNone(fi["written_ns"])
+            _, rows = self.table("-w", m.mnt)
+            self.assertEqual([(r["PATH"], r["PID"], r["FLAGS"]) for r in rows],
+                             [("f.txt", str(locker.pid), "advisory")])
+            # The mandatory lock steps aside: a writer gets in while the
+            # locker still has the file open.
+            writer = self.spawn(OPEN, "f.txt", "w", cwd=m.mnt)
+            self.assertEqual(read_line(writer, timeout=10).strip(), "got")
+            self.assertEqual(writer.wait(timeout=30), 0)
+            stats = {s["path"]: s for s in self.mount_doc(m, "--stats")["stats"]}
+            self.assertGreaterEqual(stats["f.txt"]["advisory_passes"], 1)
+            _, rows = self.table("--stats", "-o", "PATH,ADVISORY-PASSES,FLAGS", m.mnt)
+            self.assertEqual(len(rows), 1)
+            self.assertEqual(rows[0]["FLAGS"], "advisory")
+            self.assertGreaterEqual(int(rows[0]["ADVISORY-PASSES"]), 1)
+            self.release(locker)
+            self.assertEqual(locker.wait(timeout=30), 0)
+            # With no holder left, a snapshot no longer lists the file, but
+            # the statistics still know it is advisory.
+            self.poll(m, lambda d: not d["locks"], "the locker gone")
+            self.assertEqual(self.mount_doc(m)["files"], [])
+            self.assertEqual([(f["path"], f["advisory"]) for f in
+                              self.mount_doc(m, "--stats")["files"]], [("f.txt", True)])
+
+    def test_joined_and_inherited(self):
+        # A long lease, so that the inherited one is still there to see.
+        with Mount(["lease=5000"]) as m:
+            for name in ("j.txt", "i.txt"):
+                with open(m.src_path(name), "w") as f:
+                    f.write("x")
+            parent = self.spawn(PARENT_AND_CHILD, "j.txt", cwd=m.mnt)
+            child_pid, word = read_line(parent).split()
+            self.assertEqual(word, "joined")
+            doc = self.mount_doc(m)
+            by_pid = {lk["pid"]: lk for lk in self.lock_rows(doc, "j.txt")}
+            self.assertEqual(set(by_pid), {parent.pid, int(child_pid)})
+            self.assertEqual((by_pid[parent.pid]["mode"], by_pid[parent.pid]["joined"]),
+                             ("exclusive", False))
+            ch = by_pid[int(child_pid)]
+            self.assertEqual((ch["mode"], ch["state"], ch["joined"], ch["inherited"]),
+                             ("update", "held", True, False))
+            _, rows = self.table("-w", "-o", "PID,STATE,ORIGIN", m.mnt)
+            self.assertIn({"PID": child_pid, "STATE": "held*", "ORIGIN": "joined"}, rows)
+            self.assertIn({"PID": str(parent.pid), "STATE": "held", "ORIGIN": "own"}, rows)
+            stats = {s["path"]: s for s in self.mount_doc(m, "--stats")["stats"]}
+            self.assertEqual(stats["j.txt"]["joins"], 1)
+            _, rows = self.table("--stats", "-o", "PATH,JOINS", m.mnt)
+            self.assertIn({"PATH": "j.txt", "JOINS": "1"}, rows)
+            self.release(parent)
+            self.finish(parent, "done")
+
+            # A child reads and exits: its lease passes to its parent, this
+            # test, as an inherited hold.
+            reader = self.spawn(OPEN, "i.txt", "r", cwd=m.mnt)
+            self.finish(reader)
+            doc = self.poll(m, lambda d: any(lk["pid"] == os.getpid()
+                                             for lk in self.lock_rows(d, "i.txt")),
+                            "the lease inherited by the test process")
+            lk = [lk for lk in self.lock_rows(doc, "i.txt") if lk["pid"] == os.getpid()][0]
+            self.assertEqual((lk["mode"], lk["state"], lk["inherited"], lk["joined"]),
+                             ("update", "lease", True, False))
+            self.assertGreater(lk["lease_left_ns"], 0)
+            _, rows = self.table("-w", "-o", "PATH,PID,STATE,ORIGIN", m.mnt)
+            self.assertIn({"PATH": "i.txt", "PID": str(os.getpid()), "STATE": "lease*",
+                           "ORIGIN": "inherited"}, rows)
+
+    def test_writer_breaks_reader(self):
+        with Mount(["reader_wait=0.5", "long_read=0"]) as m:
+            with open(m.src_path("b.txt"), "w") as f:
+                f.write("x")
+            reader = self.spawn(READ_HOLD, "b.txt", cwd=m.mnt)
+            self.assertEqual(read_line(reader).strip(), "open")
+            # A writer waits for the reader at most reader_wait, then goes
+            # ahead; the reader's hold is broken.
+            writer = self.spawn(HOLD, "b.txt", cwd=m.mnt)
+            self.assertEqual(read_line(writer, timeout=10).strip(), "held")
+            doc = self.mount_doc(m)
+            self.assertEqual(doc["reader_wait_ms"], 500)
+            self.assertEqual(doc["long_read_ms"], 0)
+            by_pid = {lk["pid"]: lk for lk in self.lock_rows(doc, "b.txt")}
+            self.assertEqual((by_pid[reader.pid]["mode"], by_pid[reader.pid]["hold"]),
+                             ("update", "broken"))
+            self.assertEqual((by_pid[writer.pid]["mode"], by_pid[writer.pid]["hold"]),
+                             ("exclusive", "normal"))
+            _, rows = self.table("-o", "PID,STATE", m.mnt)
+            self.assertIn({"PID": str(reader.pid), "STATE": "broken"}, rows)
+            self.assertIn({"PID": str(writer.pid), "STATE": "held"}, rows)
+            stats = {s["path"]: s for s in self.mount_doc(m, "--stats")["stats"]}
+            self.assertEqual(stats["b.txt"]["broken"], 1)
+            self.assertEqual(stats["b.txt"]["contentions"], 1)
+            _, rows = self.table("--stats", "-o", "PATH,BROKEN", m.mnt)
+            self.assertEqual(rows, [{"PATH": "b.txt", "BROKEN": "1"}])
+            self.release(writer)
+            self.assertEqual(writer.wait(timeout=30), 0)
+            self.release(reader)
+            self.assertEqual(reader.wait(timeout=30), 0)
+
+
 class TestErrors(LockstatCase):
 
     def test_not_a_lockfs_mount(self):
@@ -583,8 +805,9 @@ class TestErrors(LockstatCase):
         r = self.lockstat("--list-columns")
         self.assertEqual(r.returncode, 0)
         for col in ("PATH", "MODE", "STATE", "PID", "TID", "COMMAND", "USER", "HELD",
-                    "WAITERS", "BLOCKER", "WANTS", "WAITED", "ACQUISITIONS", "CONTENTIONS",
-                    "WAIT-P99", "HOLD-MAX", "EAGAIN", "EDEADLK", "TIMEOUT"):
+                    "WAITERS", "BLOCKER", "WANTS", "WAITED", "ORIGIN", "FLAGS",
+                    "ACQUISITIONS", "CONTENTIONS", "WAIT-P99", "HOLD-MAX", "EAGAIN", "EDEADLK",
+                    "TIMEOUT", "JOINS", "BROKEN", "CALM-LEARNED", "ADVISORY-PASSES"):
             self.assertRegex(r.stdout, r"\n  %s +\S" % col)
 
 
@@ -626,7 +849,9 @@ class TestControlFile(LockstatCase):
             lines = text.splitlines()
             self.assertEqual(lines[0], "lockfs-control 1")
             self.assertEqual(lines[1].split("\t")[:4], ["mount", m.mnt, m.src, str(m.pid)])
-            self.assertEqual(lines[-1], "end\t0\t0\t0")
+            self.assertEqual(lines[-1], "end\t0\t0\t0\t0")
+            # The mount's long_read, reader_wait and calm_after (defaults).
+            self.assertEqual(lines[1].split("\t")[6:9], ["1000", "5000", "2000"])
             # Nothing of this reaches the source.
             self.assertFalse(os.path.exists(m.src_path(CONTROL)))
 
@@ -654,7 +879,7 @@ class TestControlFile(LockstatCase):
                     refused += 1
                     reply = os.pread(fd, 1 << 16, 0).decode()
                     self.assertTrue(reply.startswith("lockfs-control 1\nerror\t"), reply)
-                    self.assertTrue(reply.endswith("end\t0\t0\t0\n"), reply)
+                    self.assertTrue(reply.endswith("\nend\t0\t0\t0\t0\n"), reply)
                 finally:
                     os.close(fd)
             self.assertEqual(refused, len(junk) - 1)

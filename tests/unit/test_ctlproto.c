@@ -129,6 +129,8 @@ static void test_unescape_rejects(void **state)
 
 /* ---- ctl_parse_reply on canned replies ----------------------------------- */
 
+/* A reply as an older daemon sent it, without the fields version 1 gained
+ * later (new_reply has them, and unknown fields after them). */
 static const char good_reply[] =
 	"lockfs-control 1\n"
 	"mount\t/mnt/a b\t/src/x\\ty\t4242\t250\t-\n"
@@ -136,7 +138,7 @@ static const char good_reply[] =
 	"lock\t?00000000deadbeef\tshared\theld\t-\t-\t\t-\t7\t-\t0\t2\n"
 	"wait\t/dir/c\\nd.txt\texclusive\twrite\t200\t202\tsh\t0\t1500\t100\n"
 	"future\tignored\trecord\n"
-	"stat\t/dir/c\\nd.txt\t4\t3\t3\t10\t20\t64\t40\t60\t2\t30\t50\t1\t2\t3\t4\textra\n"
+	"stat\t/dir/c\\nd.txt\t4\t3\t3\t10\t20\t64\t40\t60\t2\t30\t50\t1\t2\t3\t4\n"
 	"end\t2\t1\t1\n";
 
 static void test_parse_good(void **state)
@@ -199,23 +201,134 @@ static void test_parse_good(void **state)
 	assert_int_equal(r.stats[0].edeadlk, 2);
 	assert_int_equal(r.stats[0].timeouts, 3);
 	assert_int_equal(r.stats[0].eintr, 4);
+
+	/* A reply without the fields version 1 gained later (an older
+	 * daemon's): they take their defaults. */
+	assert_int_equal(r.long_read_ms, CTL_UNKNOWN);
+	assert_int_equal(r.reader_wait_ms, CTL_UNKNOWN);
+	assert_int_equal(r.calm_after_ms, CTL_UNKNOWN);
+	for (size_t i = 0; i < r.nlocks; i++) {
+		assert_int_equal(r.locks[i].hold, CTL_HOLD_NORMAL);
+		assert_false(r.locks[i].inherited);
+		assert_false(r.locks[i].joined);
+	}
+	assert_int_equal(r.waits[0].mode, CTL_EXCLUSIVE);
+	assert_int_equal(r.stats[0].joins, CTL_UNKNOWN);
+	assert_int_equal(r.stats[0].broken, CTL_UNKNOWN);
+	assert_int_equal(r.stats[0].calm_learned, CTL_UNKNOWN);
+	assert_int_equal(r.stats[0].advisory_passes, CTL_UNKNOWN);
+	assert_int_equal(r.nfileinfos, 0);
+	assert_null(r.fileinfos);
+	ctl_reply_free(&r);
+}
+
+/* The fields and records version 1 gained with the lock table's update
+ * intent, program joins, long and broken reads, calm and advisory files. */
+static const char new_reply[] =
+	"lockfs-control 1\n"
+	"mount\t/m\t/s\t7\t250\t0\t300\t5000\t2000\tfuture\n"
+	"lock\t/u\texclusive\theld\t1\t1\tcat\t0\t5\t-\t0\t1\tupdate\tnormal\t-\n"
+	"lock\t/u\tshared\theld\t2\t2\ttail\t0\t5\t-\t0\t1\tshared\tlong\t-\tfuture\n"
+	"lock\t/r\texclusive\tlease\t3\t3\tsh\t0\t5\t100\t1\t0\tupdate\tbroken\tinherited\n"
+	"lock\t/r\texclusive\theld\t4\t5\tsed\t0\t5\t-\t1\t1\texclusive\tnormal\tjoined,inherited\n"
+	"lock\t/r\texclusive\theld\t8\t8\tawk\t0\t5\t-\t1\t1\tupdate\n"
+	"wait\t/r\texclusive\tread\t6\t6\tcat\t0\t9\t3\tupdate\n"
+	"wait\t/r\tshared\tread\t9\t9\tless\t0\t9\t3\tshared\n"
+	"file\t/u\tcalm\t-\n"
+	"file\t?00000000000000ab\tadvisory,calm\t42\tfuture\n"
+	"file\t/r\t-\t7\n"
+	"stat\t/u\t1\t2\t3\t4\t5\t6\t7\t8\t9\t10\t11\t12\t13\t14\t15\t16\t17\t18\t19\tfuture\n"
+	"stat\t/r\t1\t2\t3\t4\t5\t6\t7\t8\t9\t10\t11\t12\t13\t14\t15\t16\n"
+	"end\t5\t2\t2\t3\tfuture\n";
+
+static void test_parse_new_fields(void **state)
+{
+	struct ctl_reply r;
+	char err[256];
+
+	(void)state;
+	if (ctl_parse_reply(new_reply, strlen(new_reply), &r, err, sizeof(err)) != 0)
+		fail_msg("does not parse: %s", err);
+	assert_int_equal(r.lease_ms, 250);
+	assert_int_equal(r.long_read_ms, 300);
+	assert_int_equal(r.reader_wait_ms, 5000);
+	assert_int_equal(r.calm_after_ms, 2000);
+
+	assert_int_equal(r.nlocks, 5);
+	/* MODE says exclusive, CLASS update: update wins. */
+	assert_int_equal(r.locks[0].mode, CTL_UPDATE);
+	assert_int_equal(r.locks[0].state, CTL_HELD);
+	assert_int_equal(r.locks[0].hold, CTL_HOLD_NORMAL);
+	assert_false(r.locks[0].inherited);
+	assert_false(r.locks[0].joined);
+	assert_int_equal(r.locks[1].mode, CTL_SHARED);
+	assert_int_equal(r.locks[1].hold, CTL_HOLD_LONG);
+	assert_int_equal(r.locks[2].mode, CTL_UPDATE);
+	assert_int_equal(r.locks[2].state, CTL_LEASE);
+	assert_int_equal(r.locks[2].hold, CTL_HOLD_BROKEN);
+	assert_true(r.locks[2].inherited);
+	assert_false(r.locks[2].joined);
+	assert_int_equal(r.locks[2].lease_left_ns, 100);
+	assert_int_equal(r.locks[3].mode, CTL_EXCLUSIVE);
+	assert_true(r.locks[3].inherited);
+	assert_true(r.locks[3].joined);
+	assert_int_equal(r.locks[3].owner.tid, 5);
+	/* Only some of the new fields: the others keep their defaults. */
+	assert_int_equal(r.locks[4].mode, CTL_UPDATE);
+	assert_int_equal(r.locks[4].hold, CTL_HOLD_NORMAL);
+	assert_false(r.locks[4].inherited || r.locks[4].joined);
+
+	assert_int_equal(r.nwaits, 2);
+	assert_int_equal(r.waits[0].mode, CTL_UPDATE);
+	assert_int_equal(r.waits[0].blocker, 3);
+	assert_int_equal(r.waits[1].mode, CTL_SHARED);
+
+	assert_int_equal(r.nfileinfos, 3);
+	assert_string_equal(r.fileinfos[0].file.path, "u");
+	assert_true(r.fileinfos[0].calm);
+	assert_false(r.fileinfos[0].advisory);
+	assert_int_equal(r.fileinfos[0].written_ns, CTL_UNKNOWN);
+	assert_null(r.fileinfos[1].file.path);
+	assert_true(r.fileinfos[1].file.key == 0xab);
+	assert_true(r.fileinfos[1].calm);
+	assert_true(r.fileinfos[1].advisory);
+	assert_int_equal(r.fileinfos[1].written_ns, 42);
+	assert_false(r.fileinfos[2].calm || r.fileinfos[2].advisory);
+	assert_int_equal(r.fileinfos[2].written_ns, 7);
+
+	assert_int_equal(r.nstats, 2);
+	assert_int_equal(r.stats[0].eintr, 15);
+	assert_int_equal(r.stats[0].joins, 16);
+	assert_int_equal(r.stats[0].broken, 17);
+	assert_int_equal(r.stats[0].calm_learned, 18);
+	assert_int_equal(r.stats[0].advisory_passes, 19);
+	assert_int_equal(r.stats[1].joins, 16);
+	assert_int_equal(r.stats[1].broken, CTL_UNKNOWN);
+	assert_int_equal(r.stats[1].advisory_passes, CTL_UNKNOWN);
 	ctl_reply_free(&r);
 }
 
 /* Every proper prefix of a reply is detected as cut short. */
 static void test_parse_every_prefix_fails(void **state)
 {
-	size_t n = strlen(good_reply);
+	const char *replies[] = { good_reply, new_reply };
 
 	(void)state;
-	for (size_t len = 0; len < n; len++) {
-		struct ctl_reply r;
-		char err[256];
+	for (size_t k = 0; k < 2; k++) {
+		size_t n = strlen(replies[k]);
 
-		assert_int_equal(ctl_parse_reply(good_reply, len, &r, err, sizeof(err)), -EINVAL);
-		assert_true(err[0] != '\0');
-		assert_int_equal(r.nlocks, 0);
-		ctl_reply_free(&r);
+		for (size_t len = 0; len < n; len++) {
+			struct ctl_reply r;
+			char err[256];
+
+			assert_int_equal(ctl_parse_reply(replies[k], len, &r, err, sizeof(err)),
+					 -EINVAL);
+			assert_true(err[0] != '\0');
+			assert_int_equal(r.nlocks, 0);
+			assert_int_equal(r.nfileinfos, 0);
+			assert_int_equal(r.long_read_ms, CTL_UNKNOWN);
+			ctl_reply_free(&r);
+		}
 	}
 }
 
@@ -261,6 +374,50 @@ static void test_parse_rejects(void **state)
 	expect_bad(HDR "end\t0\t0\n", "bad end");
 	expect_bad("lockfs-control 1\nmount\t/m\t/s\t-\t250\t0\nend\t0\t0\t0\n", "mount");
 	expect_bad("", "empty");
+
+	/* The fields version 1 gained later are as strict as the others. */
+#define LOCK12 "lock\t/f\texclusive\theld\t1\t1\tc\t0\t5\t-\t0\t1"
+#define SLOCK12 "lock\t/f\tshared\theld\t1\t1\tc\t0\t5\t-\t0\t1"
+	expect_bad(HDR LOCK12 "\tupgrade\tnormal\t-\nend\t1\t0\t0\n", "lock class");
+	expect_bad(HDR LOCK12 "\t\tnormal\t-\nend\t1\t0\t0\n", "lock class");
+	expect_bad(HDR LOCK12 "\tUpdate\nend\t1\t0\t0\n", "lock class");
+	/* CLASS must agree with MODE: update is "exclusive" there. */
+	expect_bad(HDR SLOCK12 "\tupdate\tnormal\t-\nend\t1\t0\t0\n", "lock class");
+	expect_bad(HDR SLOCK12 "\texclusive\tnormal\t-\nend\t1\t0\t0\n", "lock class");
+	expect_bad(HDR LOCK12 "\tshared\tnormal\t-\nend\t1\t0\t0\n", "lock class");
+	expect_bad(HDR LOCK12 "\tupdate\tlonger\t-\nend\t1\t0\t0\n", "hold state");
+	expect_bad(HDR LOCK12 "\tupdate\tlease\t-\nend\t1\t0\t0\n", "hold state");
+	expect_bad(HDR LOCK12 "\tupdate\tnormal\town\nend\t1\t0\t0\n", "hold origin");
+	expect_bad(HDR LOCK12 "\tupdate\tnormal\t\nend\t1\t0\t0\n", "hold origin");
+	expect_bad(HDR LOCK12 "\tupdate\tnormal\tjoined,\nend\t1\t0\t0\n", "hold origin");
+	expect_bad(HDR LOCK12 "\tupdate\tnormal\t,joined\nend\t1\t0\t0\n", "hold origin");
+	expect_bad(HDR LOCK12 "\tupdate\tnormal\tjoined,joined\nend\t1\t0\t0\n", "hold origin");
+	expect_bad(HDR LOCK12 "\tupdate\tnormal\t-,joined\nend\t1\t0\t0\n", "hold origin");
+	expect_bad(HDR LOCK12 "\tupdate\tnormal\tjoined inherited\nend\t1\t0\t0\n", "hold origin");
+	expect_bad(HDR "wait\t/f\texclusive\tread\t1\t1\tc\t0\t5\t-\tupdated\nend\t0\t1\t0\n",
+		   "wait class");
+	expect_bad(HDR "wait\t/f\tshared\tread\t1\t1\tc\t0\t5\t-\tupdate\nend\t0\t1\t0\n",
+		   "wait class");
+	expect_bad(HDR "file\t/f\tcalm\nend\t0\t0\t0\t1\n", "short file");
+	expect_bad(HDR "file\t/f\tcold\t-\nend\t0\t0\t0\t1\n", "file flags");
+	expect_bad(HDR "file\t/f\tcalm,calm\t-\nend\t0\t0\t0\t1\n", "file flags");
+	expect_bad(HDR "file\t/f\t\t-\nend\t0\t0\t0\t1\n", "file flags");
+	expect_bad(HDR "file\t/f\tcalm\t1x\nend\t0\t0\t0\t1\n", "number in file");
+	expect_bad(HDR "file\tf\tcalm\t-\nend\t0\t0\t0\t1\n", "path");
+	expect_bad(HDR "file\t/f\tcalm\t-\nend\t0\t0\t0\t0\n", "do not match");
+	expect_bad(HDR "file\t/f\tcalm\t-\nend\t0\t0\t0\t2\n", "do not match");
+	/* File records, but an end record that does not count them. */
+	expect_bad(HDR "file\t/f\tcalm\t-\nend\t0\t0\t0\n", "do not match");
+	expect_bad(HDR "end\t0\t0\t0\t-\n", "bad end");
+	expect_bad("lockfs-control 1\nmount\t/m\t/s\t1\t250\t0\tx\nend\t0\t0\t0\n", "mount");
+	expect_bad("lockfs-control 1\nmount\t/m\t/s\t1\t250\t0\t1\t2\t+3\nend\t0\t0\t0\n",
+		   "mount");
+	expect_bad(HDR "stat\t/f\t1\t2\t3\t4\t5\t6\t7\t8\t9\t10\t11\t12\t13\t14\t15\t-\n"
+		   "end\t0\t0\t1\n", "number in stat");
+	expect_bad(HDR "stat\t/f\t1\t2\t3\t4\t5\t6\t7\t8\t9\t10\t11\t12\t13\t14\t15\t1\t2\t3\tx\n"
+		   "end\t0\t0\t1\n", "number in stat");
+#undef LOCK12
+#undef SLOCK12
 	{
 		/* A NUL inside the reply. */
 		static const char nul[] = "lockfs-control 1\nmount\t/m\0\t/s\t1\t-\t-\nend\t0\t0\t0\n";
@@ -356,22 +513,29 @@ static int locking_owner_lookup_self(struct locking *l, lt_owner_t *id)
 	return owner_lookup(locking_owners(l), gettid(), id);
 }
 
-/* Asks for `file` as the calling thread; returns the immediate outcome (a
- * request that would park is not possible here: no FUSE request). */
-static int take(struct locking *l, lt_file_t file, unsigned flags, uint64_t lease_ns)
+/* Asks for `file` in class `cls` as the calling thread; returns the
+ * immediate outcome (a request that would park is not possible here: no
+ * FUSE request). */
+static int take_cls(struct locking *l, lt_file_t file, enum lt_class cls, unsigned flags,
+		    uint64_t lease_ns)
 {
 	struct grant g = { 0 };
 
 	if (locking_owner_lookup_self(l, &g.w.lt.owner) != 0)
 		return -ESRCH;
 	g.w.lt.file = file;
-	g.w.lt.cls = LT_EXCL;
+	g.w.lt.cls = cls;
 	g.w.lt.flags = flags;
 	g.w.lt.lease_ns = lease_ns;
 	g.w.resume = on_resume;
 	locking_acquire(l, &g.w);
 	assert_int_equal(g.resumed, 1);
 	return g.status;
+}
+
+static int take(struct locking *l, lt_file_t file, unsigned flags, uint64_t lease_ns)
+{
+	return take_cls(l, file, LT_EXCL, flags, lease_ns);
 }
 
 /* Reads a whole reply through `h`, `chunk` bytes at a time. */
@@ -396,7 +560,9 @@ static char *read_all(struct control *c, struct control_handle *h, size_t chunk,
 	return buf;
 }
 
-static void ask(struct dfx *x, const char *request, struct ctl_reply *r)
+/* The reply to `request` (NULL: a plain read), parsed into r; with `raw`,
+ * its text too (the caller frees it). */
+static void ask_raw(struct dfx *x, const char *request, struct ctl_reply *r, char **raw)
 {
 	struct control_handle *h;
 	char err[256], *text;
@@ -408,8 +574,16 @@ static void ask(struct dfx *x, const char *request, struct ctl_reply *r)
 	text = read_all(x->c, h, 4096, &len);
 	if (ctl_parse_reply(text, len, r, err, sizeof(err)) != 0)
 		fail_msg("daemon reply does not parse: %s\n%s", err, text);
-	free(text);
+	if (raw)
+		*raw = text;
+	else
+		free(text);
 	control_release(h);
+}
+
+static void ask(struct dfx *x, const char *request, struct ctl_reply *r)
+{
+	ask_raw(x, request, r, NULL);
 }
 
 static void test_daemon_holder_roundtrip(void **state)
@@ -482,7 +656,9 @@ static void *other_thread(void *arg)
 {
 	struct other *o = arg;
 
-	o->status = take(o->l, KEY_NAMED, LT_F_NONBLOCK | LT_F_WRITE, 0);
+	/* A read: a sibling thread's write would join the holder's hold
+	 * (one program, see locktable.h) instead of failing. */
+	o->status = take(o->l, KEY_NAMED, LT_F_NONBLOCK, 0);
 	return NULL;
 }
 
@@ -609,6 +785,167 @@ static void test_daemon_paging_and_garbage(void **state)
 	locking_release(x->l, KEY_NAMED, me, true);
 }
 
+/* ---- version 2 of the lock table, through the control file -------------- */
+
+#define KEY_IDLE 0x3333
+
+static int dsetup_v2(void **state)
+{
+	struct dfx *x;
+
+	if (dsetup(state) != 0)
+		return -1;
+	x = *state;
+	/* The lock table was configured from cfg by locking_new(): make a
+	 * new one with version 2 turned on. */
+	control_free(x->c);
+	locking_free(x->l);
+	x->cfg.long_read_ms = 50;
+	x->cfg.reader_wait_ms = 7000;
+	x->cfg.calm_after_ms = 3000;
+	if (locking_new(&x->l, &x->cfg) != 0 ||
+	    control_new(&x->c, x->l, resolve, &x->resolver_calls, &x->cfg) != 0)
+		return -1;
+	return 0;
+}
+
+struct joiner {
+	struct locking *l;
+	int status;
+	lt_owner_t owner;
+	pid_t tid;
+};
+
+static void *joiner_thread(void *arg)
+{
+	struct joiner *j = arg;
+
+	j->tid = gettid();
+	assert_int_equal(locking_owner_lookup_self(j->l, &j->owner), 0);
+	/* A write by a sibling thread joins the hold of its program. */
+	j->status = take(j->l, KEY_GONE, LT_F_NONBLOCK | LT_F_WRITE, 0);
+	return NULL;
+}
+
+static const struct ctl_lock *lock_of(const struct ctl_reply *r, bool named, pid_t tid)
+{
+	for (size_t i = 0; i < r->nlocks; i++)
+		if ((r->locks[i].file.path != NULL) == named && r->locks[i].owner.tid == tid)
+			return &r->locks[i];
+	fail_msg("no lock on the %s file by tid %d", named ? "named" : "unnamed", (int)tid);
+	return NULL;
+}
+
+static void test_daemon_v2_roundtrip(void **state)
+{
+	struct dfx *x = *state;
+	struct joiner j = { .l = x->l, .status = 1 };
+	const struct ctl_lock *lk;
+	struct ctl_reply r;
+	pthread_t th;
+	lt_owner_t me;
+	char *raw;
+	bool found;
+
+	assert_int_equal(locking_owner_lookup_self(x->l, &me), 0);
+	/* A read with update intent, a write, and a sibling thread joining
+	 * the write. */
+	assert_int_equal(take_cls(x->l, KEY_NAMED, LT_UPDATE, 0, 1000000000ull), 0);
+	assert_int_equal(take(x->l, KEY_GONE, LT_F_WRITE, 0), 0);
+	assert_int_equal(pthread_create(&th, NULL, joiner_thread, &j), 0);
+	pthread_join(th, NULL);
+	assert_int_equal(j.status, 0);
+	/* Programs lock one file themselves; another is advisory and idle. */
+	locking_advisory(x->l, KEY_GONE);
+	locking_advisory(x->l, KEY_IDLE);
+
+	ask_raw(x, "snapshot\n", &r, &raw);
+	assert_int_equal(r.long_read_ms, 50);
+	assert_int_equal(r.reader_wait_ms, 7000);
+	assert_int_equal(r.calm_after_ms, 3000);
+	assert_int_equal(r.nlocks, 3);
+	lk = lock_of(&r, true, gettid());
+	assert_int_equal(lk->mode, CTL_UPDATE);
+	assert_int_equal(lk->state, CTL_HELD);
+	assert_int_equal(lk->hold, CTL_HOLD_NORMAL);
+	assert_false(lk->inherited || lk->joined);
+	lk = lock_of(&r, false, gettid());
+	assert_int_equal(lk->mode, CTL_EXCLUSIVE);
+	assert_false(lk->inherited || lk->joined);
+	lk = lock_of(&r, false, j.tid);
+	assert_int_equal(lk->mode, CTL_EXCLUSIVE);
+	assert_int_equal(lk->owner.pid, getpid());
+	assert_true(lk->joined);
+	assert_false(lk->inherited);
+	/* Update intent is "exclusive" in MODE, for readers of the first
+	 * version of the format, and "update" in CLASS. */
+	assert_non_null(strstr(raw, "\texclusive\theld\t"));
+	assert_non_null(strstr(raw, "\tupdate\tnormal\t-\n"));
+	assert_non_null(strstr(raw, "\texclusive\tnormal\tjoined\n"));
+	free(raw);
+	/* Only the advisory file that is in the lock table: a snapshot does
+	 * not walk every file the daemon knows. */
+	assert_int_equal(r.nfileinfos, 1);
+	assert_null(r.fileinfos[0].file.path);
+	assert_true(r.fileinfos[0].file.key == KEY_GONE);
+	assert_true(r.fileinfos[0].advisory);
+	assert_false(r.fileinfos[0].calm);
+	/* It was written (the write above): how long ago. */
+	assert_true(r.fileinfos[0].written_ns >= 0 &&
+		    r.fileinfos[0].written_ns < 60 * 1000000000ll);
+	ctl_reply_free(&r);
+
+	/* Statistics: the join counts, and every advisory file is listed. */
+	ask(x, "stats\n", &r);
+	found = false;
+	for (size_t i = 0; i < r.nstats; i++) {
+		const struct ctl_stat *s = &r.stats[i];
+
+		if (s->file.path || s->file.key != KEY_GONE)
+			continue;
+		assert_int_equal(s->acquisitions, 2);
+		assert_int_equal(s->joins, 1);
+		assert_int_equal(s->broken, 0);
+		assert_int_equal(s->calm_learned, 0);
+		assert_true(s->advisory_passes >= 0);
+		found = true;
+	}
+	assert_true(found);
+	assert_int_equal(r.nfileinfos, 2);
+	for (size_t i = 0; i < r.nfileinfos; i++) {
+		assert_null(r.fileinfos[i].file.path);
+		assert_true(r.fileinfos[i].file.key == KEY_GONE ||
+			    r.fileinfos[i].file.key == KEY_IDLE);
+		assert_true(r.fileinfos[i].advisory);
+		if (r.fileinfos[i].file.key == KEY_IDLE)
+			assert_int_equal(r.fileinfos[i].written_ns, CTL_UNKNOWN);
+	}
+	ctl_reply_free(&r);
+	locking_release(x->l, KEY_GONE, j.owner, true);
+	locking_release(x->l, KEY_GONE, me, true);
+
+	/* The update-intent read stays open past long_read (50 ms, measured
+	 * by the event thread's timer): it now shares, and says so. */
+	assert_int_equal(locking_start(x->l), 0);
+	for (int tries = 0;; tries++) {
+		ask(x, NULL, &r);
+		assert_int_equal(r.nlocks, 1);
+		if (r.locks[0].hold == CTL_HOLD_LONG)
+			break;
+		assert_int_equal(r.locks[0].hold, CTL_HOLD_NORMAL);
+		assert_true(tries < 500);
+		ctl_reply_free(&r);
+		usleep(10000);
+	}
+	assert_string_equal(r.locks[0].file.path, NAMED_PATH);
+	assert_int_equal(r.locks[0].mode, CTL_SHARED);
+	assert_int_equal(r.locks[0].state, CTL_HELD);
+	assert_true(r.locks[0].held_ns >= 50 * 1000000ll);
+	ctl_reply_free(&r);
+	locking_stop(x->l);
+	locking_release(x->l, KEY_NAMED, me, false);
+}
+
 /* Handles close in any order, and those the kernel never released are
  * freed with the control (the ASan build reports any that are not). */
 static void test_daemon_handles_left_open(void **state)
@@ -649,6 +986,7 @@ int main(void)
 		cmocka_unit_test(test_escape_roundtrip_random),
 		cmocka_unit_test(test_unescape_rejects),
 		cmocka_unit_test(test_parse_good),
+		cmocka_unit_test(test_parse_new_fields),
 		cmocka_unit_test(test_parse_every_prefix_fails),
 		cmocka_unit_test(test_parse_rejects),
 		cmocka_unit_test(test_parse_error_reply),
@@ -656,6 +994,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_daemon_stats_and_reset, dsetup, dteardown),
 		cmocka_unit_test_setup_teardown(test_daemon_paging_and_garbage, dsetup, dteardown),
 		cmocka_unit_test_setup_teardown(test_daemon_handles_left_open, dsetup, dteardown),
+		cmocka_unit_test_setup_teardown(test_daemon_v2_roundtrip, dsetup_v2, dteardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
