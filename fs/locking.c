@@ -167,11 +167,18 @@ static void on_interrupt(fuse_req_t req, void *data)
 	unlock_and_resume(l);
 }
 
+static void on_owner_exit(void *arg, uint64_t id, uint64_t heir, uint64_t heir_proc);
+
 void locking_acquire(struct locking *l, struct lk_wait *w)
 {
 	struct owner_info info;
 	int rc;
 
+	/* Exits already noticed by the kernel go first: in
+	 * `n=$(cat f); echo $((n+1)) > f` the shell opens f right after cat
+	 * exited, and cat's lease must reach the shell now, not after the
+	 * event thread wakes up (one epoll_wait when nobody exited). */
+	owners_reap(l->owners, on_owner_exit, l);
 	/* The program the owner belongs to: what it may join (locktable.h). */
 	if (!w->lt.family[0] && owner_info(l->owners, w->lt.owner, &info) == 0) {
 		_Static_assert(OWNER_FAMILY_MAX == LT_FAMILY_MAX, "family sizes differ");
