@@ -1936,7 +1936,9 @@ void lt_owner_exit2(struct lock_table *t, lt_owner_t owner, lt_owner_t heir,
 			hr = owner_get(t, heir);
 		if (hr == o)
 			hr = NULL;
-		if (hr && heir_proc && !hr->family[0])
+		/* heir_proc names the heir itself, not whom a dead heir's
+		 * bequests went to. */
+		if (hr && hr->id == heir && heir_proc && !hr->family[0])
 			hr->family[0] = heir_proc;
 	}
 

@@ -33,11 +33,13 @@
  *     granted only when it is compatible with the current holds and nothing
  *     is queued before it. On every change the queue head is granted, then
  *     the next, as long as they are compatible (a run of shared readers).
- *   - When an exclusive hold's handle count drops to zero:
+ *   - When an exclusive or update-intent hold's handle count drops to zero:
  *       * if the most recently granted request in this hold was a write
  *         (LT_F_WRITE), the critical section is over: the hold ends at once;
- *       * else, if the request had lease_ns > 0 and was of class LT_EXCL,
- *         the hold becomes a lease that ends at now + lease_ns;
+ *       * else, if the request had lease_ns > 0 and the hold acts as
+ *         LT_EXCL or LT_UPDATE (not shared: calm, long or broken holds
+ *         leave no lease), the hold becomes a lease that ends at
+ *         now + lease_ns (no later than the section it joined);
  *       * a dead owner's hold goes to its heir instead (see lt_owner_exit),
  *         as a lease with the same deadline.
  *     Shared holds end when their count drops to zero (no lease).
@@ -76,8 +78,9 @@
  *   no critical section); it only counts in the file's `peeks` statistic,
  *   not in `acquisitions`. Non-blocking writes and barriers never peek.
  *
- * Programs (version 2 of the contract; all of it is off until the caller
- * fills lt_request.family and calls lt_configure)
+ * Programs (version 2 of the contract: joins happen only between requests
+ * whose lt_request.family is filled; calm files, long reads and bounded
+ * reader waits only once lt_configure turned them on)
  *   - Every request names its owner's process and ancestors in `family`
  *     (family[0] the process, family[1] its parent, ...; 0 ends the list).
  *     A hold does not stand in the way of a request from the same program:
@@ -94,9 +97,10 @@
  *     hold made by joining a lease can not outlast that lease (joins never
  *     extend a critical section), so a loop of children re-reading a file
  *     cannot keep other programs out for longer than one lease.
- *   - Write closes end the section for the whole program: when a write or
- *     barrier handle of owner o closes, the leases held on the file by o's
- *     process (any thread) and by its ancestors end too.
+ *   - Write closes end the section for the whole program: when a hold of
+ *     owner o whose most recent grant was a write or barrier loses its last
+ *     handle, the leases held on the file by o's process (any thread) and
+ *     by its ancestors end too.
  *   - Learning (calm files): an LT_UPDATE lease that ends unused (expired,
  *     ended by its owner moving on, or by an exit without heir) while a
  *     read waits for the file, on a file not written for at least
@@ -109,9 +113,11 @@
  *   - Long reads: an LT_UPDATE hold whose handles stay open (without a
  *     write) for long_read_ns stops excluding other readers: it counts as
  *     LT_SHARED from then on and leaves no lease.
- *   - Bounded reader waits: an LT_EXCL request parked for reader_wait_ns
- *     *breaks* the holds in its way that are not writing (readers, leases):
- *     they stop excluding anyone, until they end. lockstat counts it.
+ *   - Bounded reader waits: a write or barrier request parked for
+ *     reader_wait_ns *breaks* the holds in its way that are not writing
+ *     (readers, leases): they stop excluding anyone, until they end, and
+ *     holds that are not writing granted after that (readers that were
+ *     queued ahead of it) do not hold it back either. lockstat counts it.
  *   lt_owner_exit() passes leases and bequests to the heir as inherited
  *   holds, tagged with the heir's process, and a lease passes on at every
  *   normal exit within its time (cat -> timeout -> shell).

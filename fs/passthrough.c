@@ -57,13 +57,9 @@
 #include "locking.h"
 #include "log.h"
 #include "owner.h"
+#include "openclass.h"
 #include "policy.h"
 #include "procscan.h"
-
-/* The kernel's __FMODE_EXEC: it travels in the open flags of the FUSE OPEN
- * request when a program is being executed (observed on this kernel for
- * execve of a file in the mount; a plain open never carries it). */
-#define LOCKFS_FMODE_EXEC 0x20
 
 /* Interrupts a thread blocked in F_OFD_SETLKW or flock(). */
 #define BLOCKING_LOCK_SIGNAL SIGUSR2
@@ -701,23 +697,8 @@ static void handle_close(struct passthrough *pt, struct handle *h, bool linked)
 static int reopen_flags(int flags)
 {
 	flags &= ~(O_CREAT | O_EXCL | O_NOCTTY | O_NOFOLLOW | O_DIRECT | O_ASYNC |
-		   LOCKFS_FMODE_EXEC);
+		   OPENCLASS_FMODE_EXEC);
 	return flags | O_CLOEXEC;
-}
-
-enum open_class { OPEN_NOLOCK, OPEN_READ, OPEN_WRITE };
-
-static enum open_class classify(int flags, bool create)
-{
-	int acc = flags & O_ACCMODE;
-
-	if (flags & LOCKFS_FMODE_EXEC)
-		return OPEN_NOLOCK;     /* copies of a program run at once */
-	if (acc == O_WRONLY && (flags & O_APPEND) && !(flags & O_TRUNC))
-		return OPEN_NOLOCK;     /* appenders never wait */
-	if (acc == O_RDONLY && !(flags & O_TRUNC) && !create)
-		return OPEN_READ;
-	return OPEN_WRITE;
 }
 
 struct open_op {
@@ -891,15 +872,22 @@ static bool caller_can_modify(struct passthrough *pt, struct open_op *op)
 }
 
 /* Fills the lock request of an open or create; false when no lock is to
- * be taken after all (the kernel's own requests carry no caller). */
+ * be taken after all (openclass.h decides, and the kernel's own requests
+ * carry no caller). */
 static bool prepare_lock(struct open_op *op, fuse_req_t req, const struct lock_params *lp,
-			 enum open_class cls, int flags)
+			 enum open_kind kind, int flags)
 {
 	struct passthrough *pt = op->pt;
 	struct owner_info info;
+	struct open_lock ol;
 	lt_owner_t owner;
 	int rc;
 
+	ol = openclass_lock(kind, flags, lp->mode,
+			    !openclass_needs_modify_check(kind, lp->mode) ||
+			    caller_can_modify(pt, op), lp->lease_ns);
+	if (!ol.lock)
+		return false;
 	rc = locking_owner(pt->locking, req, &owner);
 	if (rc < 0) {
 		log_debug("open of inode %" PRIu64 " without a lock: no owner (%s)",
@@ -911,19 +899,14 @@ static bool prepare_lock(struct open_op *op, fuse_req_t req, const struct lock_p
 	if (owner_info(locking_owners(pt->locking), owner, &info) == 0)
 		op->tgid = info.pid;
 	op->lock = true;
-	op->write = cls == OPEN_WRITE;
+	op->write = kind == OPEN_WRITE;
 	op->w.req = req;
 	op->w.lt.file = op->inode->key;
 	op->w.lt.owner = owner;
 	memcpy(op->w.lt.family, info.family, sizeof(op->w.lt.family));
-	if (cls != OPEN_READ)
-		op->w.lt.cls = LT_EXCL;
-	else if (lp->mode == POLICY_READERS_WRITER || !caller_can_modify(pt, op))
-		op->w.lt.cls = LT_SHARED;
-	else
-		op->w.lt.cls = LT_UPDATE;
-	op->w.lt.flags = (op->write ? LT_F_WRITE : 0) | ((flags & O_NONBLOCK) ? LT_F_NONBLOCK : 0);
-	op->w.lt.lease_ns = op->w.lt.cls == LT_UPDATE ? lp->lease_ns : 0;
+	op->w.lt.cls = ol.cls;
+	op->w.lt.flags = ol.flags;
+	op->w.lt.lease_ns = ol.lease_ns;
 	op->w.lt.deadline = deadline_for(lp);
 	return true;
 }
@@ -933,7 +916,7 @@ static void pt_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	struct passthrough *pt = pt_of(req);
 	struct inode *in;
 	struct open_op *op;
-	enum open_class cls = OPEN_NOLOCK;
+	enum open_kind kind;
 	struct lock_params lp;
 
 	if (ino == INODE_CONTROL_ID) {
@@ -960,14 +943,13 @@ static void pt_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	op->w.resume = open_resume;
 	creds_capture(pt, req, &op->creds);
 
-	if (S_ISREG(in->type))
-		cls = classify(fi->flags, false);
+	kind = openclass_kind(fi->flags, false, in->type);
 	log_debug("open inode %" PRIu64 " flags 0%o by %d: %s", in->nodeid,
 		  (unsigned)fi->flags, (int)op->tid,
-		  cls == OPEN_NOLOCK ? "no lock" : cls == OPEN_READ ? "read" : "write");
-	if (cls != OPEN_NOLOCK) {
+		  kind == OPEN_NOLOCK ? "no lock" : kind == OPEN_READ ? "read" : "write");
+	if (kind != OPEN_NOLOCK) {
 		lock_params(pt, in, NULL, &lp);
-		if (lp.mode != POLICY_NONE && prepare_lock(op, req, &lp, cls, fi->flags)) {
+		if (prepare_lock(op, req, &lp, kind, fi->flags)) {
 			locking_acquire(pt->locking, &op->w);
 			return;
 		}
@@ -1071,7 +1053,7 @@ static void pt_create(fuse_req_t req, fuse_ino_t parent, const char *name,
 	const struct creds *prev;
 	struct open_op *op = NULL;
 	struct lock_params lp;
-	enum open_class cls;
+	enum open_kind kind;
 	struct stat st;
 	int fd = -1, rc, flags;
 
@@ -1131,12 +1113,12 @@ static void pt_create(fuse_req_t req, fuse_ino_t parent, const char *name,
 	op->e.ino = in->nodeid;
 	op->e.attr = st;
 
-	cls = S_ISREG(st.st_mode) ? classify(fi->flags, true) : OPEN_NOLOCK;
+	kind = openclass_kind(fi->flags, true, st.st_mode & S_IFMT);
 	log_debug("create %s in inode %" PRIu64 " flags 0%o by %d: %s", name, dir->nodeid,
-		  (unsigned)fi->flags, (int)op->tid, cls == OPEN_NOLOCK ? "no lock" : "write");
-	if (cls != OPEN_NOLOCK) {
+		  (unsigned)fi->flags, (int)op->tid, kind == OPEN_NOLOCK ? "no lock" : "write");
+	if (kind != OPEN_NOLOCK) {
 		lock_params(pt, dir, name, &lp);
-		if (lp.mode != POLICY_NONE && prepare_lock(op, req, &lp, cls, fi->flags)) {
+		if (prepare_lock(op, req, &lp, kind, fi->flags)) {
 			inode_put(pt->inodes, dir);
 			locking_acquire(pt->locking, &op->w);
 			return;
