@@ -1337,6 +1337,24 @@ static bool only_readers_block(const struct waiter *w)
 	return true;
 }
 
+/* Whether only holds that are not writing stand in the way of a request by
+ * o of class cls with flags on f. */
+static bool readers_only_in_way(const struct frec *f, const struct owner *o,
+				enum lt_class cls, unsigned flags)
+{
+	const struct dlist *n;
+
+	if (!f->st)
+		return false;
+	for (n = f->st->holds.next; n != &f->st->holds; n = n->next) {
+		const struct hold *h = container_of(n, struct hold, f_link);
+
+		if (blocks(h, o, cls, flags) && hold_writing(h))
+			return false;
+	}
+	return true;
+}
+
 /* Grants the queue head, then the next, while they fit. */
 static void pump(struct lock_table *t, struct frec *f, uint64_t now)
 {
@@ -1824,6 +1842,14 @@ int lt_acquire(struct lock_table *t, struct lt_request *req, uint64_t now)
 				}
 				goto out;
 			}
+			/* A non-blocking write in the way of readers only waits
+			 * like a blocking one, at most reader_wait: programs
+			 * pass O_NONBLOCK on regular files only to be safe from
+			 * fifos (coreutils truncate), and a reader must not
+			 * turn that into a refusal for as long as it reads. */
+			if (!is_read(flags) && t->cfg.reader_wait_ns && !moved &&
+			    dl_empty(&f->st->queue) && readers_only_in_way(f, o, eff, flags))
+				break;
 			rc = -EAGAIN;
 			stats_refusal(asked, rc);
 			goto out;

@@ -76,7 +76,10 @@
  *   request fails with -EAGAIN as before. A peek records nothing (no hold, no
  *   lease, nothing to release, the requester's lease elsewhere is kept, it is
  *   no critical section); it only counts in the file's `peeks` statistic,
- *   not in `acquisitions`. Non-blocking writes and barriers never peek.
+ *   not in `acquisitions`. Non-blocking writes and barriers never peek;
+ *   once reader_wait_ns is configured, a non-blocking write that only readers stand
+ *   in the way of, with nothing queued, is parked like a blocking one
+ *   instead of refused, so it waits at most reader_wait_ns.
  *
  * Programs (version 2 of the contract: joins happen only between requests
  * whose lt_request.family is filled; calm files, long reads and bounded

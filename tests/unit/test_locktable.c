@@ -3353,6 +3353,39 @@ static void test_writer_breaks_readers(void **state)
 	assert_int_equal(stats(x, FB).broken, 1);
 }
 
+static void test_nonblock_writer_waits_for_readers(void **state)
+{
+	struct fx *x = *state;
+	struct lt_request r, w, w2, wb;
+
+	configure(x, 0, 0, 300);
+	mk(&r, FA, OA, LT_SHARED, 0, 0, 0);
+	assert_int_equal(acq(x, &r), 0);
+	/* coreutils truncate opens O_NONBLOCK: beside a reader it waits like
+	 * any writer, at most reader_wait, instead of being refused. */
+	mk(&w, FA, OB, LT_EXCL, LT_F_WRITE | LT_F_NONBLOCK, 0, 0);
+	assert_int_equal(acq(x, &w), -EINPROGRESS);
+	lt_tick(x->t, 1299);
+	expect_none(x);
+	lt_tick(x->t, 1300);
+	expect_decided(x, &w, 0);
+	/* Beside a writer it is refused at once, as before. */
+	mk(&w2, FA, OC, LT_EXCL, LT_F_WRITE | LT_F_NONBLOCK, 0, 0);
+	assert_int_equal(acq(x, &w2), -EAGAIN);
+	assert_int_equal(rel(x, FA, OB, true), 0);
+	assert_int_equal(rel(x, FA, OA, false), 0);
+	/* With something queued it could wait behind a writer without
+	 * bound: refused. */
+	mk(&r, FB, OA, LT_SHARED, 0, 0, 0);
+	assert_int_equal(acq(x, &r), 0);
+	assert_int_equal(wr(x, &wb, FB, OB), -EINPROGRESS);
+	mk(&w2, FB, OC, LT_EXCL, LT_F_WRITE | LT_F_NONBLOCK, 0, 0);
+	assert_int_equal(acq(x, &w2), -EAGAIN);
+	assert_int_equal(rel(x, FB, OA, false), 0);
+	expect_decided(x, &wb, 0);
+	assert_int_equal(rel(x, FB, OB, true), 0);
+}
+
 static void test_writer_behind_writer_not_broken(void **state)
 {
 	struct fx *x = *state;
@@ -4015,6 +4048,7 @@ int main(void)
 		T(test_long_read),
 		T(test_long_read_not_while_writing),
 		T(test_writer_breaks_readers),
+		T(test_nonblock_writer_waits_for_readers),
 		T(test_writer_behind_writer_not_broken),
 		T(test_deadlock_update),
 		T(test_v2_off_by_default),
