@@ -69,7 +69,8 @@ t.join()
 '''
 
 
-class LockstatCase(LockfsTestCase):
+class LockstatRequired(LockfsTestCase):
+    """Tests that read lockstat's output: they fail loudly without it."""
 
     @classmethod
     def setUpClass(cls):
@@ -77,6 +78,9 @@ class LockstatCase(LockfsTestCase):
         if not os.access(lockstat_bin(), os.X_OK):
             raise AssertionError("lockstat not found at %s (build it, or set LOCKSTAT_BIN)"
                                  % lockstat_bin())
+
+
+class LockstatCase(LockstatRequired):
 
     # -- running lockstat
 

@@ -42,7 +42,7 @@ import unittest
 import harness
 from harness import NOBODY, PYTHON, LockfsTestCase, Mount, read_line, run, spawn_py, stop_process
 from test_locks import crashes, read_counter, run_group, write_file
-from test_lockstat import lockstat_bin
+from test_lockstat import LockstatRequired, lockstat_bin
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 WORKLOADS = os.path.join(HERE, "workloads")
@@ -77,14 +77,7 @@ def sh(script):
     return ["/bin/bash", "-c", script]
 
 
-class SemanticsCase(LockfsTestCase):
-
-    @classmethod
-    def setUpClass(cls):
-        super().setUpClass()
-        if not os.access(lockstat_bin(), os.X_OK):
-            raise AssertionError("lockstat not found at %s (build it, or set LOCKSTAT_BIN)"
-                                 % lockstat_bin())
+class SemanticsCase(LockstatRequired):
 
     # -- lockstat
 
