@@ -36,5 +36,9 @@ struct lockfs_config {
 #define LOCKFS_DEFAULT_LONG_READ_MS 1000
 #define LOCKFS_DEFAULT_READER_WAIT_MS 5000
 #define LOCKFS_DEFAULT_CALM_AFTER_MS 2000
+/* How many times a due lease gets its length again while the machine has
+ * more runnable tasks than CPUs (its holder may not have had the CPU to
+ * write yet): with the default lease, at most 2 s more. */
+#define LOCKFS_LEASE_STRETCH_MAX 8
 
 #endif

@@ -25,6 +25,8 @@
 #include "locking.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -47,6 +49,7 @@ struct locking {
 	struct lk_wait parked;      /* list head: requests waiting or pending */
 	uint64_t armed_deadline;    /* what timer_fd is set to, UINT64_MAX = off */
 
+	long ncpus;                 /* online CPUs at start; read-only */
 	int timer_fd;               /* CLOCK_MONOTONIC, absolute */
 	int stop_fd;                /* eventfd */
 	int epoll_fd;
@@ -60,6 +63,37 @@ uint64_t locking_now(void)
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+/* The lock table's busy hook: more runnable tasks than CPUs (the running
+ * count of /proc/loadavg, which includes this thread). One small read, and
+ * only when a lease falls due. */
+static bool machine_busy(void *arg)
+{
+	const struct locking *l = arg;
+	char buf[128];
+	long running = 0;
+	const char *p;
+	ssize_t n;
+	int fd = open("/proc/loadavg", O_RDONLY | O_CLOEXEC);
+
+	if (fd < 0)
+		return false;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return false;
+	buf[n] = '\0';
+	/* "0.52 0.58 0.59 3/412 12345": the fourth field is running/total. */
+	p = buf;
+	for (int i = 0; i < 3 && p; i++) {
+		p = strchr(p, ' ');
+		if (p)
+			p++;
+	}
+	if (!p || sscanf(p, "%ld/", &running) != 1)
+		return false;
+	return running > l->ncpus;
 }
 
 static int errno_for(int lt_status)
@@ -315,6 +349,11 @@ static void *event_thread(void *arg)
 				/* The timer may have fired for a deadline that has
 				 * since moved; re-arming below sets the right one. */
 				l->armed_deadline = UINT64_MAX - 1;
+				pthread_mutex_unlock(&l->mu);
+				/* Exits first: a lease whose holder has exited
+				 * goes to its heir rather than expiring. */
+				owners_reap(l->owners, on_owner_exit, l);
+				pthread_mutex_lock(&l->mu);
 				lt_tick(l->lt, locking_now());
 				unlock_and_resume(l);
 			} else {
@@ -347,8 +386,13 @@ int locking_new(struct locking **out, const struct lockfs_config *cfg)
 		.calm_after_ns = cfg->calm_after_ms * 1000000ull,
 		.long_read_ns = cfg->long_read_ms * 1000000ull,
 		.reader_wait_ns = cfg->reader_wait_ms * 1000000ull,
+		.lease_stretch_max = LOCKFS_LEASE_STRETCH_MAX,
 	};
 	lt_configure(l->lt, &ltc);
+	l->ncpus = sysconf(_SC_NPROCESSORS_ONLN);
+	if (l->ncpus < 1)
+		l->ncpus = 1;
+	lt_set_busy_hook(l->lt, machine_busy, l);
 	rc = owners_new(&l->owners);
 	if (rc < 0)
 		goto fail;

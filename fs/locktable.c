@@ -299,6 +299,7 @@ struct hold {
 	bool joined;            /* granted by joining its program's hold */
 	bool long_;             /* an update-intent read held long: shares */
 	bool broken;            /* a waiting writer stopped waiting for it */
+	unsigned char stretched;/* times its lease was stretched (busy hook) */
 };
 
 struct waiter {
@@ -353,6 +354,8 @@ struct lock_table {
 	struct waiter **walk_stack;
 	size_t walk_n;
 	struct lt_config cfg;
+	lt_busy_fn busy;
+	void *busy_arg;
 };
 
 static uint64_t frec_hash(const struct hlink *l)
@@ -1057,6 +1060,24 @@ static void hold_end(struct lock_table *t, struct hold *h, uint64_t now)
 	owner_dirty(t, o);
 }
 
+/* A due lease gets its own length once more when the machine was too busy
+ * for its holder to run (see lt_set_busy_hook), a bounded number of times,
+ * never past the section it joined. Returns whether it did. */
+static bool lease_stretch(struct lock_table *t, struct hold *h, uint64_t now)
+{
+	uint64_t until;
+
+	if (!t->busy || h->stretched >= t->cfg.lease_stretch_max || !h->last_lease_ns ||
+	    (h->section_end && h->section_end <= now) || !t->busy(t->busy_arg))
+		return false;
+	h->stretched++;
+	until = sat_add(now, h->last_lease_ns);
+	if (h->section_end && until > h->section_end)
+		until = h->section_end;
+	heap_update(t, &h->dl, until);
+	return true;
+}
+
 /* A lease ends without having been used for a write. */
 static void lease_lapse(struct lock_table *t, struct hold *h, uint64_t now)
 {
@@ -1490,6 +1511,7 @@ static void hold_zero(struct lock_table *t, struct hold *h, uint64_t now)
 			lease_lapse(t, h, now);
 		return;
 	}
+	h->stretched = 0;
 	lease_start(t, h, until, now);
 	file_dirty(t, f);
 }
@@ -2116,7 +2138,11 @@ void lt_tick(struct lock_table *t, uint64_t now)
 		struct dl *d = t->heap[0];
 
 		if (d->kind == DL_LEASE) {
-			lease_lapse(t, container_of(d, struct hold, dl), now);
+			struct hold *h = container_of(d, struct hold, dl);
+
+			if (lease_stretch(t, h, now))
+				continue;
+			lease_lapse(t, h, now);
 		} else if (d->kind == DL_LONG) {
 			struct hold *h = container_of(d, struct hold, dl);
 
@@ -2349,6 +2375,12 @@ int lt_foreach_file(const struct lock_table *t,
 void lt_configure(struct lock_table *t, const struct lt_config *cfg)
 {
 	t->cfg = *cfg;
+}
+
+void lt_set_busy_hook(struct lock_table *t, lt_busy_fn fn, void *arg)
+{
+	t->busy = fn;
+	t->busy_arg = arg;
 }
 
 void lt_advisory(struct lock_table *t, lt_file_t file, uint64_t now)

@@ -206,7 +206,12 @@ struct lt_config {
 	uint64_t calm_after_ns;  /* learn calm files; 0: never */
 	uint64_t long_read_ns;   /* LT_UPDATE holds open this long share; 0: never */
 	uint64_t reader_wait_ns; /* writers break readers after this; 0: never */
+	/* How many times a lease may be stretched by its own length because
+	 * the machine is too busy for its holder to have run (see
+	 * lt_set_busy_hook); 0: never. */
+	unsigned lease_stretch_max;
 };
+
 
 enum lt_flags {
 	LT_F_WRITE    = 1 << 0, /* the open may write: closing it ends the section */
@@ -281,6 +286,13 @@ struct lock_table;
 struct lock_table *lt_new(void);
 /* Turns on version 2 behaviour (see struct lt_config). */
 void lt_configure(struct lock_table *t, const struct lt_config *cfg);
+/* Asked when a lease is due while it may still be stretched: true when the
+ * machine has more runnable tasks than CPUs, so that the lease holder may
+ * simply not have had the CPU to make its write (a read-modify-write on a
+ * loaded machine stays one critical section). The daemon reads the kernel's
+ * run queue; tests inject what they like. */
+typedef bool (*lt_busy_fn)(void *arg);
+void lt_set_busy_hook(struct lock_table *t, lt_busy_fn fn, void *arg);
 /* Frees the table. Parked requests are not touched (the caller owns them). */
 void lt_free(struct lock_table *t);
 

@@ -3353,6 +3353,54 @@ static void test_writer_breaks_readers(void **state)
 	assert_int_equal(stats(x, FB).broken, 1);
 }
 
+static bool fake_busy(void *arg)
+{
+	return *(const bool *)arg;
+}
+
+static void test_lease_stretches_when_busy(void **state)
+{
+	struct fx *x = *state;
+	struct lt_config c = { .lease_stretch_max = 2 };
+	struct lt_request a, b, b2;
+	bool busy = true;
+
+	lt_configure(x->t, &c);
+	lt_set_busy_hook(x->t, fake_busy, &busy);
+	assert_int_equal(upd(x, &a, FA, OA, 100, PR_U, 0), 0);
+	assert_int_equal(rel(x, FA, OA, false), 0);
+	assert_int_equal(upd(x, &b, FA, OB, 100, 0, 0), -EINPROGRESS);
+	/* Due at 1100 on a busy machine: its holder may not have run yet. */
+	lt_tick(x->t, 1100);
+	expect_none(x);
+	assert_int_equal(lt_next_deadline(x->t), 1200);
+	lt_tick(x->t, 1200);
+	expect_none(x);
+	/* At most lease_stretch_max times. */
+	lt_tick(x->t, 1300);
+	expect_decided(x, &b, 0);
+	assert_int_equal(rel(x, FA, OB, false), 0);
+
+	/* On a machine that is not busy a due lease ends. */
+	busy = false;
+	x->now = 2000;
+	assert_int_equal(upd(x, &a, FB, OA, 100, PR_U, 0), 0);
+	assert_int_equal(rel(x, FB, OA, false), 0);
+	assert_int_equal(upd(x, &b2, FB, OB, 100, 0, 0), -EINPROGRESS);
+	lt_tick(x->t, 2100);
+	expect_decided(x, &b2, 0);
+	/* A new lease may be stretched again. */
+	busy = true;
+	x->now = 2200;
+	assert_int_equal(rel(x, FB, OB, false), 0);
+	assert_int_equal(lt_next_deadline(x->t), 2300);
+	lt_tick(x->t, 2300);
+	assert_int_equal(lt_next_deadline(x->t), 2400);
+	lt_set_busy_hook(x->t, NULL, NULL);
+	lt_tick(x->t, 2400);
+	assert_int_equal(lt_file_count(x->t), 0);
+}
+
 static void test_nonblock_writer_waits_for_readers(void **state)
 {
 	struct fx *x = *state;
@@ -4049,6 +4097,7 @@ int main(void)
 		T(test_long_read_not_while_writing),
 		T(test_writer_breaks_readers),
 		T(test_nonblock_writer_waits_for_readers),
+		T(test_lease_stretches_when_busy),
 		T(test_writer_behind_writer_not_broken),
 		T(test_deadlock_update),
 		T(test_v2_off_by_default),
