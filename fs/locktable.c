@@ -1186,6 +1186,10 @@ static int grant_hold(struct lock_table *t, struct frec *f, struct owner *o,
 		      uint64_t now)
 {
 	struct hold *h = hold_find(t, f->id, o->id);
+	/* A hold that stops writing (its most recent grant becomes a read)
+	 * may let in a writer that broke the readers in its way (see
+	 * only_readers_block): that is a change, its queue must be pumped. */
+	bool was_writing = h && hold_writing(h);
 
 	if (!h) {
 		struct hold *j = family_hold(f, o, flags);
@@ -1205,8 +1209,13 @@ static int grant_hold(struct lock_table *t, struct frec *f, struct owner *o,
 		if (h->handles == 0)
 			lease_stop(t, h);
 		if (h->broken) {
-			/* Asked anew: it counts again. */
+			/* Asked anew: it counts again, as the class it was just
+			 * let in as. Its old class was checked against no hold
+			 * granted since the break: keeping it (an exclusive read
+			 * re-asked as a shared one) would leave an LT_EXCL hold
+			 * beside other owners' holds (locktable.h). */
 			h->broken = false;
+			h->cls = cls;
 			count_hold(f->st, h, true);
 		}
 		if (cls == LT_EXCL && h->cls != LT_EXCL)
@@ -1229,6 +1238,8 @@ static int grant_hold(struct lock_table *t, struct frec *f, struct owner *o,
 	 * re-entered an exclusive hold. */
 	h->last_lease_ns = cls == LT_SHARED ? 0 : lease_ns;
 	f->s.acquisitions++;
+	if (was_writing && !hold_writing(h))
+		file_dirty(t, f);
 	if (is_read(flags)) {
 		long_timer(t, h, now);
 		end_other_lease(t, o, f, now);
@@ -1504,6 +1515,8 @@ static void hold_zero(struct lock_table *t, struct hold *h, uint64_t now)
 		hold_end(t, h, now);
 		return;
 	}
+	/* A new lease, whoever ends up holding it, may be stretched anew. */
+	h->stretched = 0;
 	if (o->dead) {
 		if (o->heir)
 			hold_give(t, h, o->heir, until, now);
@@ -1511,7 +1524,6 @@ static void hold_zero(struct lock_table *t, struct hold *h, uint64_t now)
 			lease_lapse(t, h, now);
 		return;
 	}
-	h->stretched = 0;
 	lease_start(t, h, until, now);
 	file_dirty(t, f);
 }
@@ -1915,16 +1927,21 @@ int lt_release(struct lock_table *t, lt_file_t file, lt_owner_t owner,
 	       bool write, uint64_t now)
 {
 	struct hold *h = hold_find(t, file, owner);
+	bool was_writing;
 
 	/* The lease decision uses the last grant, not the handle; `write`
 	 * only keeps the count of open modifications for peeks. */
 	if (!h || h->handles == 0)
 		return -ENOENT;
+	was_writing = hold_writing(h);
 	if (write && h->wr_handles > 0)
 		h->wr_handles--;
 	if (--h->handles == 0) {
 		h->wr_handles = 0;
 		hold_zero(t, h, now);
+	} else if (was_writing && !hold_writing(h)) {
+		/* It stopped writing: see grant_hold. */
+		file_dirty(t, h->f);
 	}
 	finish(t, now);
 	return 0;
@@ -2152,7 +2169,12 @@ void lt_tick(struct lock_table *t, uint64_t now)
 		} else {
 			struct waiter *w = container_of(d, struct waiter, dl);
 
-			if (w->break_at && !w->broke && w->break_at <= now) {
+			/* The break only when it is the event due (d->when is
+			 * the earlier of break_at and the deadline): a tick
+			 * late past both must not break and grant a request
+			 * whose deadline came first (it fails -ETIMEDOUT,
+			 * locktable.h). */
+			if (w->break_at && !w->broke && w->break_at <= d->when) {
 				w->broke = true;
 				heap_remove(t, d);
 				if (w->req->deadline) {
