@@ -30,7 +30,7 @@ PY = "/usr/bin/python3"
 LEASE_S = 0.25          # lockfs's default lease; see settle()
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
-WORKLOADS = ["counter", "handoff", "meta", "fio", "grep", "hold", "waiters",
+WORKLOADS = ["counter", "handoff", "meta", "fio", "grep", "readers", "hold", "waiters",
              "lease", "requests", "profile"]
 TARGETS = ["plain", "pll", "lockfs-none", "lockfs"]
 
@@ -161,27 +161,33 @@ class Bench:
             except Exception as e:          # keep going: unmount the rest
                 print(f"unmount {d.mnt}: {e}", file=sys.stderr)
 
-    def settle(self):
+    def settle(self, lease_s=LEASE_S):
         """Waits out any lease left behind by a previous command. A reader
         that exits hands its lease to its parent, this driver, for the
         rest of the lease; the next timed run must not start by waiting
-        for it (and the same pause is taken before every target's run)."""
-        time.sleep(LEASE_S + 0.05)
+        for it, nor by joining it (the driver's children join what it
+        holds), and the same pause is taken before every target's run.
+        lease_s: the lease of the mount in use (the lease sweep mounts
+        lockfs with other leases)."""
+        time.sleep(lease_s + 0.05)
 
     # ---- the four targets ------------------------------------------------
 
-    def setup_targets(self, prepare):
-        """Creates one source directory per target, fills each with
-        prepare(src), and mounts the three FUSE targets. Returns
-        {target: (dir to work in, source dir, daemon or None)}."""
+    def setup_targets(self, prepare, names=TARGETS):
+        """Creates one source directory per target (of `names`, by default
+        all four), fills each with prepare(src), and mounts the FUSE
+        targets among them. Returns {target: (dir to work in, source dir,
+        daemon or None)}."""
         t = {}
-        for name in TARGETS:
+        for name in names:
             src = os.path.join(self.work, f"{name}-src")
             shutil.rmtree(src, ignore_errors=True)
             os.makedirs(src)
             prepare(src)
-        t["plain"] = (os.path.join(self.work, "plain-src"), os.path.join(self.work, "plain-src"), None)
-        for name in TARGETS[1:]:
+        if "plain" in names:
+            t["plain"] = (os.path.join(self.work, "plain-src"), os.path.join(self.work, "plain-src"),
+                          None)
+        for name in (n for n in TARGETS[1:] if n in names):
             src = os.path.join(self.work, f"{name}-src")
             mnt = os.path.join(self.work, f"{name}-mnt")
             d = self.mount(name, src, mnt)
@@ -486,6 +492,219 @@ class Bench:
                                                             self.GREP_VARIANTS.items()},
                               "runs": res})
 
+    # ---- readers of one file, and programs that lock for themselves ------
+
+    CONFIG_JSON = '{"name": "lockfs-bench", "debug": "on", "threads": 8, "cache": "off"}\n'
+    # The shell readers (one loop, or four at once): $1 iterations, $2 the file.
+    READ_LOOP = ('f=$2; for ((i = 0; i < $1; i++)); do cat "$f" >/dev/null; '
+                 'n=$(cat "$f"); grep -q on "$f"; done')
+    GIT_LOOP = 'for ((i = 0; i < $1; i++)); do git rev-parse HEAD; done >/dev/null'
+    FLOCK_LOOP = ('for ((i = 0; i < $1; i++)); do '
+                  "flock c.lock -c 'n=$(cat c); echo $((n+1)) > c'; done")
+
+    def shell_loops(self, d, script, k, args, key, daemon=None):
+        """Runs k copies of `bash -c script key args...` in d at once;
+        returns the wall time until the last exits."""
+        argv = ["bash", "-c", script, key] + [str(a) for a in args]
+        self.note_cmd(key, argv)
+        t0 = time.monotonic()
+        ps = [subprocess.Popen(argv, cwd=d, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.PIPE, text=True) for _ in range(k)]
+        errs = []
+        for p in ps:
+            _, err = p.communicate(timeout=900)
+            if p.returncode != 0 or err.strip():
+                errs.append(f"exit {p.returncode}: {err.strip()[:300]}")
+        wall = time.monotonic() - t0
+        if errs:
+            raise RuntimeError(f"{key} in {d}: " + "; ".join(errs) + self.daemon_state(daemon))
+        return wall
+
+    def py_together(self, argv, n, key, daemon=None):
+        """Starts n copies of a worker that prints "ready", waits for EOF on
+        stdin, runs and prints START END BAD (bench/readers.py); lets them
+        go at the same moment. Returns the wall time from the first start
+        to the last end and the sum of BAD."""
+        self.note_cmd(key, argv)
+        r, w = os.pipe()
+        procs = [subprocess.Popen(argv, stdin=r, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                  text=True, cwd=self.work) for _ in range(n)]
+        os.close(r)
+        try:
+            for p in procs:
+                line = p.stdout.readline()
+                if line.strip() != "ready":
+                    raise RuntimeError(f"{key} worker failed: {line} {p.stderr.read()}")
+        finally:
+            os.close(w)
+        starts, ends, bad = [], [], 0
+        for p in procs:
+            out, err = p.communicate(timeout=900)
+            if p.returncode != 0:
+                raise RuntimeError(f"{key} worker exited {p.returncode}: {err}"
+                                   + self.daemon_state(daemon))
+            s, e, b = out.split()
+            starts.append(float(s))
+            ends.append(float(e))
+            bad += int(b)
+        return max(ends) - min(starts), bad
+
+    def readers_prep(self, src):
+        with open(os.path.join(src, "config.json"), "w") as f:
+            f.write(self.CONFIG_JSON)
+        if shutil.which("git"):
+            repo = os.path.join(src, "repo")
+            os.makedirs(repo)
+            for i in range(5):
+                with open(os.path.join(repo, f"file{i}.txt"), "w") as f:
+                    f.write(f"file {i}\n" * (i + 1))
+            git = ["git", "-C", repo, "-c", "user.name=bench", "-c", "user.email=bench@localhost",
+                   "-c", "init.defaultBranch=main"]
+            for cmd in (["init", "-q"], ["add", "."], ["commit", "-q", "-m", "one"]):
+                run_out(git + cmd)
+
+    def bench_readers(self):
+        """Plain readers of one file, and programs that already coordinate,
+        through lockfs against passthrough_ll (readers) or the plain
+        directory (flock(1), the asyncio counter), interleaved round by
+        round on one mount of each. The readers' figures are those of a
+        file lockfs has seen read before (an untimed warm-up round first);
+        the *first* variants read a file nobody has opened through the
+        mount yet, so they include what lockfs does before it learns that
+        the file is only read (docs/semantics.md: calm files)."""
+        loop1_iters, loop4_iters = 100, 25
+        per_thread, short = 200, 50
+        git_n = 20
+        flock_shells, flock_iters = 8, 25
+        tt_procs, tt_iters = 5, 40
+        has_git = shutil.which("git") is not None
+        t = self.setup_targets(self.readers_prep, ("plain", "pll", "lockfs"))
+        readers = ["loop1", "loop4", "loop4_first", "threads", "threads_first"] + (
+            ["git"] if has_git else [])
+        res = {w: {"lockfs": [], "pll": []} for w in readers}
+        res.update({w: {"lockfs": [], "plain": []} for w in ("flock", "tothread")})
+        # The same counter in one process: no contention, what each
+        # increment costs through FUSE (passthrough_ll beside lockfs).
+        res["tothread1"] = {"lockfs": [], "plain": [], "pll": []}
+        threads_py = os.path.join(HERE, "readers.py")
+
+        def fresh(src, rep, w):
+            name = f"first-{rep}-{w}.json"
+            with open(os.path.join(src, name), "w") as f:
+                f.write(self.CONFIG_JSON)
+            return name
+
+        def run(w, tg, rep):
+            d, src, daemon = t[tg]
+            if w in ("loop4_first", "threads_first"):
+                name = fresh(src, rep, w)   # written beside the mount, never through it
+            else:
+                name = "config.json"
+            if w in ("flock", "tothread", "tothread1"):
+                with open(os.path.join(src, "c"), "w") as f:
+                    f.write("0")
+            self.settle()
+            if w == "loop1":
+                return {"wall": self.shell_loops(d, self.READ_LOOP, 1, [loop1_iters, name],
+                                                 "readers loop", daemon)}
+            if w in ("loop4", "loop4_first"):
+                return {"wall": self.shell_loops(d, self.READ_LOOP, 4, [loop4_iters, name],
+                                                 "readers loop", daemon)}
+            if w in ("threads", "threads_first"):
+                wall, bad = self.py_together([PY, threads_py, "threads", os.path.join(d, name),
+                                              str(per_thread), str(short)], 1,
+                                             "readers threads", daemon)
+                if bad:
+                    raise RuntimeError(f"readers threads on {tg}: {bad} reads returned "
+                                       "something else than the file")
+                return {"wall": wall}
+            if w == "git":
+                return {"wall": self.shell_loops(os.path.join(d, "repo"), self.GIT_LOOP, 1,
+                                                 [git_n], "readers git", daemon)}
+            if w == "flock":
+                wall = self.shell_loops(d, self.FLOCK_LOOP, flock_shells, [flock_iters],
+                                        "readers flock", daemon)
+                final = read_int(os.path.join(src, "c"))
+                n = flock_shells * flock_iters
+                return {"wall": wall, "final": final, "attempted": n,
+                        "lost": n - final if final is not None else None}
+            if w in ("tothread", "tothread1"):
+                procs, iters = (tt_procs, tt_iters) if w == "tothread" else (1, tt_procs * tt_iters)
+                wall, bad = self.py_together([PY, threads_py, "tothread", os.path.join(d, "c"),
+                                              str(iters)], procs, "readers tothread", daemon)
+                final = read_int(os.path.join(src, "c"))
+                n = procs * iters
+                return {"wall": wall, "final": final, "attempted": n, "torn": bad,
+                        "lost": n - bad - final if final is not None else None}
+            raise ValueError(w)
+
+        stats = ""
+        try:
+            # Untimed warm-up: every cache on the way, the git repository's
+            # files, and on lockfs whatever it learns of config.json from four
+            # readers at once and of c.lock from flock(1).
+            for tg in ("pll", "lockfs"):
+                d, _, daemon = t[tg]
+                self.shell_loops(d, self.READ_LOOP, 4, [3, "config.json"], "readers loop", daemon)
+                if has_git:
+                    self.shell_loops(os.path.join(d, "repo"), self.GIT_LOOP, 1, [2],
+                                     "readers git", daemon)
+            for tg in ("plain", "lockfs"):
+                d, src, daemon = t[tg]
+                with open(os.path.join(src, "c"), "w") as f:
+                    f.write("0")
+                self.shell_loops(d, self.FLOCK_LOOP, 2, [2], "readers flock", daemon)
+            self.settle()
+            for rep in range(self.runs):
+                for w in res:
+                    for tg in rotated(res[w], rep):
+                        res[w][tg].append(run(w, tg, rep))
+                    a, b = (res[w][tg][-1] for tg in list(res[w])[:2])
+                    extra = ""
+                    if "final" in a:
+                        extra = " (final " + ", ".join(f"{tg} {res[w][tg][-1]['final']}"
+                                                      for tg in res[w]) + ")"
+                    self.log(f"readers rep {rep + 1} {w}: " + ", ".join(
+                        f"{tg} {res[w][tg][-1]['wall'] * 1000:.0f} ms" for tg in res[w])
+                        + f", ratio {a['wall'] / b['wall']:.2f}" + extra)
+            stats = self.lockstat(t["lockfs"][0])
+        finally:
+            self.teardown_targets(t)
+        self.section("readers", {
+            "loop1_iters": loop1_iters, "loop4_iters": loop4_iters, "per_thread": per_thread,
+            "short": short, "git_n": git_n if has_git else None, "flock_shells": flock_shells,
+            "flock_iters": flock_iters, "tt_procs": tt_procs, "tt_iters": tt_iters,
+            "lockstat": stats, "runs": res})
+
+    def file_stats(self, mnt, path):
+        """lockfs's statistics of one file of a mount (lockstat --json:
+        waits, wait_total_ns, ... and whether it is calm), zeros for a file
+        it has no statistics of, None when lockstat is not there."""
+        exe = os.path.join(os.path.dirname(os.path.dirname(self.lockfs)), "tools", "lockstat")
+        if not os.access(exe, os.X_OK):
+            return None
+        p = subprocess.run([exe, "--stats", "--json", "--top", "0", mnt], capture_output=True,
+                           text=True)
+        if p.returncode != 0:
+            return None
+        m = json.loads(p.stdout)["lockfs"][0]
+        st = next((x for x in m.get("stats", []) if x["path"] == path),
+                  {"waits": 0, "wait_total_ns": 0})
+        fl = next((x for x in m.get("files", []) if x["path"] == path), {})
+        return dict(st, calm=bool(fl.get("calm")))
+
+    def lockstat(self, mnt):
+        """lockstat's statistics of a mount (what lockfs learned of each
+        file, joins, waits), as text for the report; "" when lockstat is
+        not built."""
+        exe = os.path.join(os.path.dirname(os.path.dirname(self.lockfs)), "tools", "lockstat")
+        if not os.access(exe, os.X_OK):
+            return ""
+        argv = [exe, "--stats", "--top", "0", "-o", "+CALM-LEARNED,ADVISORY-PASSES", mnt]
+        self.note_cmd("lockstat", argv)
+        p = subprocess.run(argv, capture_output=True, text=True)
+        return p.stdout if p.returncode == 0 else f"lockstat failed: {p.stderr.strip()}"
+
     # ---- 6a. many files held ---------------------------------------------
 
     def hold_once(self, kind, src, mnt, count, create, profile=False):
@@ -583,70 +802,119 @@ class Bench:
 
     # ---- lease sweep ------------------------------------------------------
 
-    LEASES_MS = [0, 1, 5, 25, 100, 250]
-    SHELL_COUNTER = ('for ((i = 0; i < $1; i++)); do n=$(cat c); '
-                     'echo $((n + 1)) > c; done')
+    LEASES_MS = [0, 50, 100, 250, 500, 1000]
+    SHELL_COUNTERS = {
+        # The read is made by cat, a child of the shell; the write by the shell.
+        "cat": ('for ((i = 0; i < $1; i++)); do n=$(cat c); '
+                'echo $((n + 1)) > c; done'),
+        # The same with the lease passed on twice: cat -> timeout -> shell.
+        "timeout": ('for ((i = 0; i < $1; i++)); do n=$(timeout 60 cat c); '
+                    'echo $((n + 1)) > c; done'),
+    }
+    HOGS = 2
 
     def bench_lease(self):
-        """The shell counter (`n=$(cat c); echo $((n+1)) > c`: the read is
-        made by a child, the write by the shell) is the workload the lease
-        exists for. Run it with several lease values: lost updates show the
-        shortest lease that still protects it on this machine, and the rate
-        what a longer one costs."""
-        procs, iters = (10, 10) if self.quick else (10, 20)
+        """Which lease length. The shell counters (`n=$(cat c); echo
+        $((n+1)) > c`, and the same through timeout(1)) are the workloads
+        the lease exists for: lost updates show the shortest lease that
+        still protects them. What a longer lease costs: reader throughput
+        of four loops of cat/grep on a file nobody writes (the readers of
+        bench_readers, on a fresh mount, so they include the waits before
+        lockfs learns the file is calm, then once more), and the wait of a
+        writer that comes after a reader which never writes back. Each
+        lease on an idle machine and with two busy-looping processes
+        (started and killed here, by pid), a fresh mount per lease and
+        load, the leases in rotated order each round; rates are also given
+        as ratios to lease 0 (no lease) of the same round and load."""
+        procs, iters = (8, 15) if self.quick else (8, 25)
+        rprocs, riters = (4, 10) if self.quick else (4, 25)
         src = os.path.join(self.work, "lease-src")
         mnt = os.path.join(self.work, "lease-mnt")
-        res = {load: {str(ms): [] for ms in self.LEASES_MS} for load in ("idle", "loaded")}
+        loads = ("idle", "loaded")
+        res = {load: {str(ms): [] for ms in self.LEASES_MS} for load in loads}
         try:
-            for rep, load, ms in ((rep, load, ms) for rep in range(self.runs)
-                                  for load in ("idle", "loaded")
-                                  for ms in rotated(self.LEASES_MS, rep)):
-                    d = self.mount("lockfs", src, mnt, extra=["-o", f"lease={ms}"])
-                    hogs = []
-                    try:
-                        if load == "loaded":
-                            # Twice as many busy processes as CPUs: a shell
-                            # can now lose its CPU between its child's exit
-                            # and its own write.
-                            hogs = [subprocess.Popen([PY, "-c", "while True: pass"])
-                                    for _ in range(2 * (os.cpu_count() or 1))]
-                        with open(os.path.join(src, "c"), "w") as f:
-                            f.write("0")
-                        argv = ["bash", "-c", self.SHELL_COUNTER, "counter", str(iters)]
-                        self.note_cmd("lease shell counter", argv)
-                        t0 = time.monotonic()
-                        ps = [subprocess.Popen(argv, cwd=mnt, stdout=subprocess.DEVNULL,
-                                               stderr=subprocess.PIPE, text=True)
-                              for _ in range(procs)]
-                        errors = 0
-                        for p in ps:
-                            _, err = p.communicate(timeout=600)
-                            errors += err.count("\n")
-                        wall = time.monotonic() - t0
-                        for h in hogs:
-                            h.kill()
-                            h.wait()
-                        hogs = []
-                        blocked = self.lease_cost(mnt)
-                    finally:
-                        for h in hogs:
-                            h.kill()
-                            h.wait()
-                        self.unmount(d)
-                    with open(os.path.join(src, "c")) as f:
-                        text = f.read().strip()
-                    final = int(text) if text.isdigit() else None
-                    r = {"wall": wall, "rate": procs * iters / wall, "final": final,
-                         "lost": procs * iters - final if final is not None else None,
-                         "stderr_lines": errors, "writer_wait": blocked}
-                    res[load][str(ms)].append(r)
-                    self.log(f"lease rep {rep + 1} {load} {ms} ms: final {final} of {procs * iters}, "
-                             f"{r['rate']:.0f}/s, writer after a reader waited "
-                             f"{blocked * 1000:.1f} ms")
+            for rep in range(self.runs):
+                for load in loads:
+                    for ms in rotated(self.LEASES_MS, rep):
+                        r = self.lease_once(src, mnt, ms, load, procs, iters, rprocs, riters)
+                        res[load][str(ms)].append(r)
+                        self.log(f"lease rep {rep + 1} {load} {ms} ms: lost "
+                                 f"{r['cat']['lost']}/{r['timeout']['lost']} of {procs * iters} "
+                                 f"(cat/timeout), readers {r['reads_first']:.0f}/"
+                                 f"{r['reads_again']:.0f} reads/s (first/again), writer after "
+                                 f"a reader waited {r['writer_wait'] * 1000:.1f} ms")
         finally:
             shutil.rmtree(src, ignore_errors=True)
-        self.section("lease", {"procs": procs, "iters": iters, "leases_ms": self.LEASES_MS,
-                               "runs": res})
+        data = {"procs": procs, "iters": iters, "rprocs": rprocs, "riters": riters,
+                "hogs": self.HOGS, "leases_ms": self.LEASES_MS, "runs": res}
+        self.section("lease", data)
+        from report import lease_head, lease_rows
+        for load in loads:
+            print(f"lease sweep, {load}:", flush=True)
+            print_table(lease_head(data), lease_rows(data, load))
+
+    def lease_once(self, src, mnt, ms, load, procs, iters, rprocs, riters):
+        shutil.rmtree(src, ignore_errors=True)
+        os.makedirs(src)
+        # Written beside the mount, never through it (a configuration file
+        # written long ago).
+        with open(os.path.join(src, "config.json"), "w") as f:
+            f.write(self.CONFIG_JSON)
+        d = self.mount("lockfs", src, mnt, extra=["-o", f"lease={ms}"])
+        lease_s = ms / 1000
+        hogs = []
+        r = {}
+        try:
+            if load == "loaded":
+                # A shell can now lose its CPU between its child's exit and
+                # its own write. The scratch path in the command line lets
+                # bench/run's cleanup recognize them.
+                hogs = [subprocess.Popen([PY, "-c", "import sys\nwhile True: pass", self.work])
+                        for _ in range(self.HOGS)]
+                for h in hogs:
+                    self.register("pids", h.pid)
+            for variant, script in self.SHELL_COUNTERS.items():
+                with open(os.path.join(src, "c"), "w") as f:
+                    f.write("0")
+                self.settle(lease_s)
+                argv = ["bash", "-c", script, "counter", str(iters)]
+                self.note_cmd(f"lease shell counter ({variant})", argv)
+                t0 = time.monotonic()
+                ps = [subprocess.Popen(argv, cwd=mnt, stdin=subprocess.DEVNULL,
+                                       stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+                      for _ in range(procs)]
+                errors = 0
+                for p in ps:
+                    _, err = p.communicate(timeout=900)
+                    errors += len(err.splitlines())
+                wall = time.monotonic() - t0
+                final = read_int(os.path.join(src, "c"))
+                r[variant] = {"wall": wall, "rate": procs * iters / wall, "final": final,
+                              "lost": procs * iters - final if final is not None else None,
+                              "stderr_lines": errors}
+            before = self.file_stats(mnt, "config.json")
+            for phase in ("first", "again"):
+                self.settle(lease_s)
+                wall = self.shell_loops(mnt, self.READ_LOOP, rprocs, [riters, "config.json"],
+                                        "readers loop", d)
+                r["reads_" + phase] = rprocs * riters * 3 / wall
+                # What the readers waited for each other, from lockfs's own
+                # statistics (exact, where the rate above is noisy).
+                after = self.file_stats(mnt, "config.json")
+                if after is not None and before is not None:
+                    r["rwait_" + phase] = {
+                        "waits": after["waits"] - before["waits"],
+                        "total_ms": (after["wait_total_ns"] - before["wait_total_ns"]) / 1e6,
+                        "calm": after["calm"]}
+                before = after
+            self.settle(lease_s)
+            r["writer_wait"] = self.lease_cost(mnt)
+        finally:
+            for h in hogs:
+                h.kill()
+                h.wait()
+            self.unmount(d)
+        return r
 
     def lease_cost(self, mnt):
         """What a lease costs: a process reads the file and then does
@@ -683,6 +951,8 @@ class Bench:
             shutil.rmtree(src, ignore_errors=True)
             os.makedirs(src)
             make_tree(src, 2000)
+            with open(os.path.join(src, "config.json"), "w") as f:
+                f.write(self.CONFIG_JSON)
             with open(os.path.join(src, "rand.dat"), "wb") as f:
                 f.write(bytes(range(256)) * 4096 * 16)     # 16 MiB
             d = self.mount(tg, src, mnt, debug=True)
@@ -704,6 +974,7 @@ class Bench:
                     d, lambda: self.req_rand(mnt, 1280),
                     prep=lambda: self.warm(os.path.join(mnt, "rand.dat")))
                 r["grep_file"] = self.count_requests(d, lambda n: self.req_grep(mnt, n), 100, 2000)
+                r["cat"] = self.count_requests(d, lambda n: self.req_cat(mnt, n), 20, 100)
                 if tg == "lockfs":
                     r["handoff"] = self.count_requests(d, lambda n: self.req_handoff(mnt, n), 100, 500)
             finally:
@@ -780,6 +1051,13 @@ class Bench:
         path = os.path.join(mnt, "tree", "d00") if n == 100 else os.path.join(mnt, "tree")
         subprocess.run(["grep", "-r", "-F", "-c", "needle-that-is-not-there", path],
                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        return n
+
+    def req_cat(self, mnt, n):
+        argv = ["bash", "-c", 'for ((i = 0; i < $1; i++)); do cat config.json; done >/dev/null',
+                "cat", str(n)]
+        self.note_cmd("requests cat", argv)
+        subprocess.run(argv, cwd=mnt, check=True, stdin=subprocess.DEVNULL)
         return n
 
     def req_handoff(self, mnt, n):
@@ -866,6 +1144,34 @@ class Bench:
                 run_out([os.path.join(self.bin, "handoff"), "-n", "300", "open",
                          os.path.join(t[tg][0], "handoff.dat")])
             return {"lockfs": ho}
+        if tid in ("readers_loop1", "readers_loop4", "readers_threads"):
+            def rd(tg):
+                d, src, daemon = t[tg]
+                if not os.path.exists(os.path.join(src, "config.json")):
+                    with open(os.path.join(src, "config.json"), "w") as f:
+                        f.write(self.CONFIG_JSON)
+                if tid == "readers_threads":
+                    self.py_together([PY, os.path.join(HERE, "readers.py"), "threads",
+                                      os.path.join(d, "config.json"), "200", "50"], 1,
+                                     "readers threads", daemon)
+                else:
+                    k, n = (1, 100) if tid == "readers_loop1" else (4, 25)
+                    self.shell_loops(d, self.READ_LOOP, k, [n, "config.json"], "readers loop",
+                                     daemon)
+                self.settle()
+            return {"lockfs": rd, "pll": rd}
+        if tid in ("readers_flock", "readers_tothread"):
+            def co(tg):
+                d, src, daemon = t[tg]
+                with open(os.path.join(src, "c"), "w") as f:
+                    f.write("0")
+                self.settle()
+                if tid == "readers_flock":
+                    self.shell_loops(d, self.FLOCK_LOOP, 8, [25], "readers flock", daemon)
+                else:
+                    self.py_together([PY, os.path.join(HERE, "readers.py"), "tothread",
+                                      os.path.join(d, "c"), "40"], 5, "readers tothread", daemon)
+            return {"lockfs": co}
         if tid == "grep2":
             def g(tg):
                 argv = self.grep_argv(t[tg][0])
@@ -1010,6 +1316,22 @@ def drop_caches():
     sync()
     with open("/proc/sys/vm/drop_caches", "w") as f:
         f.write("3\n")
+
+
+def print_table(head, rows):
+    """A plain-text table on stdout (the log of a run)."""
+    rows = [[str(x) for x in r] for r in rows]
+    widths = [max(len(str(h)), *(len(r[i]) for r in rows)) if rows else len(str(h))
+              for i, h in enumerate(head)]
+    for r in [list(map(str, head))] + rows:
+        print("  ".join(x.ljust(w) for x, w in zip(r, widths)).rstrip(), flush=True)
+
+
+def read_int(path):
+    """The integer in a counter file, None when it holds none."""
+    with open(path) as f:
+        text = f.read().strip()
+    return int(text) if text.lstrip("-").isdigit() else None
 
 
 def read_file(path):

@@ -135,6 +135,8 @@ def evaluate_targets(res):
         add("grep2", "2 greps through lockfs vs 2 greps through passthrough_ll", "≤ 1.3×",
             "not measured", None)
 
+    readers_targets(res, add)
+
     ho = res.get("hold")
     if ho and ho["runs"]["lockfs"]:
         held = mmm([r["rss_kb_opened"] / 1024 for r in ho["runs"]["lockfs"]])
@@ -170,6 +172,81 @@ def evaluate_targets(res):
         add("threads1000", "1,000 waiters: daemon threads", "no more than with 1 waiter",
             "not measured", None)
     return out
+
+
+# The readers workload's targets: (target id, workload, baseline, metric,
+# goal, variant of first contention or None).
+READERS_TARGETS = [
+    ("readers_loop1", "loop1", "pll",
+     "one shell loop of 100 × `cat f >/dev/null; n=$(cat f); grep -q on f`, lockfs vs "
+     "passthrough_ll (wall time)", 2.0, None),
+    ("readers_loop4", "loop4", "pll",
+     "four such shell loops of 25 at once, lockfs vs passthrough_ll (wall time)", 2.0,
+     "loop4_first"),
+    ("readers_threads", "threads", "pll",
+     "Python: 4 threads × 200 reads of one file, then 50 short-lived threads reading once, "
+     "lockfs vs passthrough_ll (wall time)", 3.0, "threads_first"),
+    ("readers_flock", "flock", "plain",
+     "flock(1): 8 shells × 25 `flock c.lock -c 'n=$(cat c); echo $((n+1)) > c'`, lockfs vs "
+     "the plain directory (wall time; the count must be exact)", 1.5, None),
+    ("readers_tothread", "tothread", "plain",
+     "asyncio.to_thread counter, 5 processes × 40 increments, lockfs vs the plain directory "
+     "(wall time; lockfs must be exact)", 3.0, None),
+]
+
+
+def readers_ratio(runs, w, base):
+    r = runs.get(w)
+    if not r or not r["lockfs"]:
+        return None
+    return mmm(ratios([x["wall"] for x in r["lockfs"]], [x["wall"] for x in r[base]]))
+
+
+def per_increment_ratio(r):
+    """Time per increment actually made (torn reads skipped), lockfs over
+    the plain directory, per round."""
+    def per(x):
+        done = x["attempted"] - x.get("torn", 0)
+        return x["wall"] / done if done else None
+    return mmm(ratios([per(x) for x in r["lockfs"]], [per(x) for x in r["plain"]]))
+
+
+def readers_targets(res, add):
+    rd = res.get("readers")
+    for tid, w, base, metric, goal, first in READERS_TARGETS:
+        m = readers_ratio(rd["runs"], w, base) if rd else None
+        if m is None:
+            add(tid, metric, f"≤ {goal:g}×", "not measured", None)
+            continue
+        value, met, note = fmt_ratio(m), m[0] <= goal, ""
+        if first:
+            mf = readers_ratio(rd["runs"], first, base)
+            if mf:
+                value += (f" on a file lockfs has seen read before; {fmt_ratio(mf)} on a file "
+                          "read through the mount for the first time")
+                if mf[0] > goal:
+                    note = "over the target on a file's first contention"
+        if w in ("flock", "tothread"):
+            lf = rd["runs"][w]["lockfs"]
+            bad = [x for x in lf if x["final"] != x["attempted"]]
+            if bad:
+                met = False
+                value += ("; lockfs's count was not exact in "
+                          f"{len(bad)} of {len(lf)} runs (finals {', '.join(str(x['final']) for x in bad)})")
+            else:
+                value += f"; lockfs exact in every run ({lf[0]['attempted']})"
+            if w == "flock":
+                pl = rd["runs"][w]["plain"]
+                if any(x["final"] != x["attempted"] for x in pl):
+                    value += "; flock on the plain directory was not exact either"
+            else:
+                pl = rd["runs"][w]["plain"]
+                if any(x["final"] != x["attempted"] for x in pl):
+                    value += "; the plain directory: " + counter_outcome(pl)
+                if any(x.get("torn") for x in pl):
+                    value += ("; per increment made (the plain directory skips its torn reads): "
+                              + fmt_ratio(per_increment_ratio(rd["runs"][w])))
+        add(tid, metric, f"≤ {goal:g}×", value, met, note=note)
 
 
 def project_rss(r, n):
@@ -504,40 +581,207 @@ def grep_section(doc):
                    "skipped, 1 grep", "skipped, 2 greps", "FUSE requests per file"], rows)
 
 
+def lease_head(ls):
+    total = ls["procs"] * ls["iters"]
+    return ["lease", f"lost of {total}, `$(cat c)`", f"lost of {total}, `$(timeout 60 cat c)`",
+            "`$(cat c)` counter vs lease 0 (rate)", "readers, reads/s, first (fresh mount)",
+            "vs lease 0", "readers' waits, first (count, total)", "readers, reads/s, again",
+            "vs lease 0", "readers' waits, again", "a writer after a reader waited"]
+
+
+def lease_rows(ls, load):
+    """One row per lease of the sweep, for one load (report.py's table,
+    and the table bench.py prints)."""
+    runs = ls["runs"][load]
+    base = runs["0"] if "0" in runs else None
+    rows = []
+    for ms in ls["leases_ms"]:
+        rs = runs[str(ms)]
+        if not rs:
+            continue
+        row = [f"{ms} ms" + (" (default)" if ms == 250 else "")]
+        for v in ("cat", "timeout"):
+            lost = [r[v]["lost"] for r in rs if r[v]["lost"] is not None]
+            cell = fmt_mmm(mmm(lost)) if lost else "—"
+            if len(lost) < len(rs):
+                cell += f"; left unreadable in {len(rs) - len(lost)} runs"
+            if any(r[v]["stderr_lines"] for r in rs):
+                cell += f"; {sum(r[v]['stderr_lines'] for r in rs)} lines on stderr"
+            row.append(cell)
+        row.append(fmt_ratio(mmm(ratios([r["cat"]["rate"] for r in rs],
+                                        [r["cat"]["rate"] for r in base]))) if base else "—")
+        for ph in ("first", "again"):
+            row.append(fmt_mmm(mmm([r["reads_" + ph] for r in rs])))
+            row.append(fmt_ratio(mmm(ratios([r["reads_" + ph] for r in rs],
+                                            [r["reads_" + ph] for r in base]))) if base else "—")
+            ws = [r["rwait_" + ph] for r in rs if "rwait_" + ph in r]
+            if ws:
+                cell = (f"{fmt_mmm(mmm([w['waits'] for w in ws]))}, "
+                        f"{fmt_mmm(mmm([w['total_ms'] for w in ws]), ' ms')}")
+                calm = sum(w["calm"] for w in ws)
+                if ph == "first":
+                    cell += ("; then calm in every run" if calm == len(ws) else
+                             f"; then calm in {calm} of {len(ws)} runs")
+                row.append(cell)
+            else:
+                row.append("—")
+        row.append(fmt_mmm(mmm([r["writer_wait"] * 1000 for r in rs]), " ms"))
+        rows.append(row)
+    return rows
+
+
 def lease_section(doc):
     ls = doc.res.get("lease")
     if not ls:
         return
+    if "rprocs" not in ls:          # results of the sweep before the readers were added
+        return
     total = ls["procs"] * ls["iters"]
-    doc.p("## 7. Lease length against lost updates")
+    doc.p("## 7. Which lease length")
     doc.p()
-    doc.p(f"{ls['procs']} copies of the shell counter `n=$(cat c); echo $((n + 1)) > c`, "
-          f"{ls['iters']} increments each ({total} in all), through lockfs mounted with "
-          "`-o lease=MS`. The read is made by `cat`, a child, and the write by the shell: "
-          "only the lease (which passes to the shell when `cat` exits) keeps another copy "
-          "from reading between the two. *Loaded* runs the same with twice as many "
-          "busy-looping processes as CPUs, so that a shell can lose its CPU between its "
-          "child's exit and its own write. *A writer after a reader waited* is the price of "
-          "the lease: a process reads the file and does nothing more, and another process "
-          "then opens it for writing.")
+    doc.p(f"lockfs mounted with `-o lease=MS`, a fresh mount for every lease and load, the leases "
+          "in a different order each round. *Lost*: {p} copies of the shell counter "
+          "`n=$(cat c); echo $((n + 1)) > c`, {i} increments each ({t} in all), and the same with "
+          "`n=$(timeout 60 cat c)`: the read is made by `cat`, a child (or grandchild) of the shell, "
+          "and the write by the shell, so only the lease, passed on at each exit, keeps another "
+          "copy from reading in between. *Readers*: {rp} loops of {ri} × `cat f >/dev/null; "
+          "n=$(cat f); grep -q on f` at once on a file nobody writes (the readers of section 8), "
+          "reads per second; *first* is their first run on the fresh mount, so it includes the "
+          "waits for other loops' leases before lockfs learns the file is calm, *again* the next "
+          "run. *A writer after a reader waited*: a process reads the file and does nothing more "
+          "(it stays alive), and another process then opens it for writing. *Loaded*: the same "
+          "with {h} busy-looping processes on this {n}-CPU machine, so that a shell can lose its "
+          "CPU between its child's exit and its own write. Ratios are to lease 0 (no lease) in "
+          "the same round and load.".format(p=ls["procs"], i=ls["iters"], t=total,
+                                            rp=ls["rprocs"], ri=ls["riters"], h=ls["hogs"],
+                                            n=doc.res.get("machine", {}).get("nproc", "?")))
+    doc.p()
+    for load in ("idle", "loaded"):
+        doc.p(f"**{load}**")
+        doc.p()
+        doc.table(lease_head(ls), lease_rows(ls, load))
+    note = doc.notes.get("lease", "").strip()
+    if note:
+        doc.p(note)
+        doc.p()
+
+
+READERS_ROWS = [
+    # (workload, what, baseline)
+    ("loop1", "1 shell loop of {loop1_iters}", "pll"),
+    ("loop4", "4 shell loops of {loop4_iters} at once", "pll"),
+    ("loop4_first", "4 shell loops of {loop4_iters} at once, file's first contention", "pll"),
+    ("threads", "Python, 4 threads × {per_thread} reads, then {short} short-lived threads", "pll"),
+    ("threads_first", "the same, file's first contention", "pll"),
+    ("git", "{git_n} × `git rev-parse HEAD`", "pll"),
+    ("flock", "flock(1), {flock_shells} shells × {flock_iters} increments", "plain"),
+    ("tothread", "asyncio.to_thread counter, {tt_procs} processes × {tt_iters}", "plain"),
+    ("tothread1", "the same counter in 1 process, {tt_total} increments", "plain"),
+]
+
+
+def counter_outcome(xs):
+    """What became of a counter that is not exact: its final values (a
+    torn write can also leave a number larger than the increments made, when
+    one process's digits land on another's), the updates lost where the
+    final value is below what was done, and the torn reads."""
+    finals = [x["final"] for x in xs]
+    out = "final " + ", ".join("unreadable" if f is None else str(f) for f in finals)
+    out += f" of {xs[0]['attempted']}"
+    lost = [x["lost"] for x in xs if x["lost"] is not None and x["lost"] >= 0]
+    if lost:
+        out += f" (lost {fmt_mmm(mmm(lost))})"
+    if "torn" in xs[0]:
+        out += f", torn reads {fmt_mmm(mmm([x['torn'] for x in xs]))}"
+    return out
+
+
+def readers_section(doc):
+    rd = doc.res.get("readers")
+    if not rd:
+        return
+    runs = rd["runs"]
+    doc.p("## 8. Readers of one file, and programs that lock for themselves")
+    doc.p()
+    doc.p(("Plain readers of one small file (`config.json`), through lockfs and through "
+           "passthrough_ll: shell loops whose iterations run `cat f >/dev/null; n=$(cat f); "
+           "grep -q on f` (one loop of {loop1_iters}, or four loops of {loop4_iters} at once); one "
+           "Python process whose 4 threads read the file {per_thread} times each, then starts "
+           "{short} threads that read it once each (timed inside the process); and "
+           "`git rev-parse HEAD` run {git_n} times in a small repository in the mount. Both "
+           "mounts live through all rounds, and an untimed warm-up ran every reader once, so "
+           "these rows show a file lockfs has seen read before (once four readers have waited "
+           "for one another's leases on a file nobody writes, lockfs learns it is *calm* and "
+           "lets readers share it, docs/semantics.md). The *first contention* rows read a file "
+           "created beside the mount just before the run, which nobody has read through it: "
+           "they include the waits before lockfs learns that. Then two programs that coordinate "
+           "themselves, against the plain directory: {flock_shells} shells each running "
+           "{flock_iters} × `flock c.lock -c 'n=$(cat c); echo $((n+1)) > c'` (util-linux "
+           "flock(1); lockfs treats a file that carries flock or fcntl locks as advisory and "
+           "steps aside for it, and the counter `c` itself is still locked), and {tt_procs} "
+           "Python processes each incrementing a counter {tt_iters} times with "
+           "`v = await asyncio.to_thread(read)` then `await asyncio.to_thread(write, v + 1)` "
+           "(the read and the write may run on two threads of the default executor; the "
+           "processes start their loops together after the interpreter has started; "
+           "*torn*: a read that found the file empty or cut short, skipped), and the same counter "
+           "in one process, where nothing contends (what the FUSE round trips of an increment "
+           "cost; passthrough_ll beside). Wall times; the ratio is taken within each round.").format(**{k: rd.get(k) for k in (
+               "loop1_iters", "loop4_iters", "per_thread", "short", "git_n", "flock_shells",
+               "flock_iters", "tt_procs", "tt_iters")}))
     doc.p()
     rows = []
-    for ms in ls["leases_ms"]:
-        row = [f"{ms} ms" + (" (default)" if ms == 250 else "")]
-        for load in ("idle", "loaded"):
-            rs = ls["runs"][load][str(ms)]
-            lost = [r["lost"] for r in rs if r["lost"] is not None]
-            row.append(fmt_mmm(mmm(lost)) if lost else "unreadable")
-            row.append(fmt_mmm(mmm([r["rate"] for r in rs])))
-        row.append(fmt_mmm(mmm([r["writer_wait"] * 1000 for r in ls["runs"]["idle"][str(ms)]]),
-                           " ms"))
-        rows.append(row)
-    doc.table(["lease", f"lost of {total}, idle", "increments/s, idle",
-               f"lost of {total}, loaded", "increments/s, loaded",
-               "a writer after a reader waited"], rows)
-    doc.p()
-    doc.p(doc.notes.get("lease", "").strip())
-    doc.p()
+    for w, what, base in READERS_ROWS:
+        r = runs.get(w)
+        if not r:
+            if w == "git":
+                rows.append(("`git rev-parse HEAD`", "—", "—", "—", "not run: git is not installed"))
+            continue
+        lf = [x["wall"] * 1000 for x in r["lockfs"]]
+        bs = [x["wall"] * 1000 for x in r[base]]
+        result = ""
+        if "final" in r["lockfs"][0]:
+            parts = []
+            for tg in ("lockfs", base):
+                xs = r[tg]
+                if all(x["final"] == x["attempted"] for x in xs):
+                    parts.append(f"{TARGET_NAMES[tg]}: exact in every run")
+                else:
+                    parts.append(f"{TARGET_NAMES[tg]}: " + counter_outcome(xs))
+            if any(x.get("torn") for x in r["plain"] if base == "plain"):
+                parts.append("time per increment made, lockfs vs plain: "
+                             + fmt_ratio(per_increment_ratio(r)))
+            if "pll" in r and base != "pll":
+                pl = [x["wall"] * 1000 for x in r["pll"]]
+                parts.append(f"passthrough_ll {fmt_mmm(mmm(pl))} ms, vs plain "
+                             f"{fmt_ratio(mmm(ratios(pl, bs)))}, lockfs vs passthrough_ll "
+                             f"{fmt_ratio(mmm(ratios(lf, pl)))}")
+            result = "; ".join(parts)
+        rows.append((what.format(tt_total=(rd.get("tt_procs") or 0) * (rd.get("tt_iters") or 0),
+                                 **rd), fmt_mmm(mmm(lf)), fmt_mmm(mmm(bs)), TARGET_NAMES[base],
+                     fmt_ratio(mmm(ratios(lf, bs))), result))
+    doc.table(["workload", "lockfs, ms", "baseline, ms", "baseline", "lockfs vs baseline",
+               "count"], rows)
+    rq = doc.res.get("requests", {}).get("per_op", {})
+    if any("cat" in rq.get(tg, {}) for tg in rq):
+        doc.p("FUSE requests per `cat` of the file in a shell loop: " + ", ".join(
+            f"{TARGET_NAMES[tg]} {rq[tg]['cat']['total']:.2f} ({by_op(rq[tg]['cat'])})"
+            for tg in ("pll", "lockfs-none", "lockfs") if "cat" in rq.get(tg, {})) + ".")
+        doc.p()
+    note = doc.notes.get("readers", "").strip()
+    if note:
+        doc.p(note)
+        doc.p()
+    if rd.get("lockstat"):
+        doc.p("<details><summary>lockstat --stats of the lockfs mount after the rounds "
+              "(what it learned of each file)</summary>")
+        doc.p()
+        doc.p("```")
+        for ln in rd["lockstat"].rstrip().splitlines():
+            doc.p(ln)
+        doc.p("```")
+        doc.p()
+        doc.p("</details>")
+        doc.p()
 
 
 def scale_section(doc):
@@ -644,7 +888,8 @@ def requests_section(doc):
              "stat": "stat", "counter": "counter increment (1 process)",
              "seqwrite_MiB": "seq write, per MiB", "seqread_warm_MiB": "seq read warm, per MiB",
              "randread_warm_op": "4 KiB random read, warm", "grep_file": "grep -r, per file",
-             "handoff": "handoff, per acquisition"}
+             "handoff": "handoff, per acquisition",
+             "cat": "`cat` of a small file, in a shell loop"}
     rows = []
     for key, name in names.items():
         row = [name]
@@ -769,7 +1014,9 @@ def write(res, out, notes_path):
     doc.p("Targets: *plain directory* is the source directory used directly; *passthrough_ll* is "
           "libfuse's low-level example, the floor for any FUSE file system; *lockfs, policy none* is "
           "lockfs with a policy file `** none` (its passthrough without locks); *lockfs (default)* "
-          "locks every file exclusively with a 250 ms lease.")
+          "locks every file it opens with its default options: writes exclusively, reads with "
+          "update intent (they exclude writers and other such reads, not pure readers) and a "
+          "250 ms lease.")
     doc.p()
     machine(doc)
     targets_section(doc)
@@ -780,6 +1027,7 @@ def write(res, out, notes_path):
     grep_section(doc)
     scale_section(doc)
     lease_section(doc)
+    readers_section(doc)
     requests_section(doc)
     misses_section(doc)
     reproduce_section(doc)
