@@ -37,8 +37,9 @@ struct lockfs_config {
 #define LOCKFS_DEFAULT_READER_WAIT_MS 5000
 #define LOCKFS_DEFAULT_CALM_AFTER_MS 2000
 /* How many times a due lease gets its length again while the machine has
- * more runnable tasks than CPUs (its holder may not have had the CPU to
- * write yet): with the default lease, at most 2 s more. */
-#define LOCKFS_LEASE_STRETCH_MAX 8
+ * more runnable tasks than CPUs and the holder's program is active (it may
+ * not have had the CPU to write yet): with the default lease, at most 5 s
+ * more, as long as a writer waits for readers (reader_wait). */
+#define LOCKFS_LEASE_STRETCH_MAX 20
 
 #endif

@@ -986,8 +986,10 @@ static void learn_calm(struct lock_table *t, struct hold *h, uint64_t now)
 	const struct dlist *n;
 	struct fstats_rare *r;
 
+	/* A lease that had to be stretched belonged to a program that was still
+	 * at work on a busy machine: no evidence of a pure reader. */
 	if (!t->cfg.calm_after_ns || h->cls != LT_UPDATE || f->calm || !f->st ||
-	    h->handles != 0)
+	    h->handles != 0 || h->stretched)
 		return;
 	if (f->last_write && now - f->last_write < t->cfg.calm_after_ns)
 		return;
@@ -1068,7 +1070,7 @@ static bool lease_stretch(struct lock_table *t, struct hold *h, uint64_t now)
 	uint64_t until;
 
 	if (!t->busy || h->stretched >= t->cfg.lease_stretch_max || !h->last_lease_ns ||
-	    (h->section_end && h->section_end <= now) || !t->busy(t->busy_arg))
+	    (h->section_end && h->section_end <= now) || !t->busy(t->busy_arg, h->o->id))
 		return false;
 	h->stretched++;
 	until = sat_add(now, h->last_lease_ns);

@@ -107,7 +107,8 @@
  *   - Learning (calm files): an LT_UPDATE lease that ends unused (expired,
  *     ended by its owner moving on, or by an exit without heir) while a
  *     read waits for the file, on a file not written for at least
- *     calm_after_ns, makes the file *calm*: from then on LT_UPDATE requests
+ *     calm_after_ns, makes the file *calm* (a lease that was stretched
+ *     teaches nothing: its program was at work on a busy machine): from then on LT_UPDATE requests
  *     and holds on it count as LT_SHARED and leave no lease. Any write or
  *     barrier granted on the file (or lt_file_written) makes it hot again.
  *   - Advisory files: lt_advisory() says programs lock the file themselves
@@ -286,12 +287,13 @@ struct lock_table;
 struct lock_table *lt_new(void);
 /* Turns on version 2 behaviour (see struct lt_config). */
 void lt_configure(struct lock_table *t, const struct lt_config *cfg);
-/* Asked when a lease is due while it may still be stretched: true when the
- * machine has more runnable tasks than CPUs, so that the lease holder may
- * simply not have had the CPU to make its write (a read-modify-write on a
- * loaded machine stays one critical section). The daemon reads the kernel's
- * run queue; tests inject what they like. */
-typedef bool (*lt_busy_fn)(void *arg);
+/* Asked when a lease of `owner` is due while it may still be stretched:
+ * true when the owner may simply not have had the CPU to make its write (a
+ * read-modify-write on a loaded machine stays one critical section). The
+ * daemon answers true when the machine has more runnable tasks than CPUs
+ * and the owner is runnable or waiting in the kernel, not asleep; tests
+ * inject what they like. */
+typedef bool (*lt_busy_fn)(void *arg, lt_owner_t owner);
 void lt_set_busy_hook(struct lock_table *t, lt_busy_fn fn, void *arg);
 /* Frees the table. Parked requests are not touched (the caller owns them). */
 void lt_free(struct lock_table *t);

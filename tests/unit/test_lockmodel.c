@@ -400,13 +400,15 @@ static void hold_end(struct model *m, int hi, uint64_t now)
 }
 
 /* An update lease ending unused while an update read waits for the file,
- * not written for calm_after: the file is calm. */
+ * not written for calm_after, and never stretched (a stretched lease's
+ * program was still at work): the file is calm. */
 static void learn_calm(struct model *m, int hi, uint64_t now)
 {
 	const struct m_hold *h = &m->h[hi];
 	struct m_file *F = &m->f[h->f];
 
-	if (!m->cfg.calm_after_ns || h->cls != LT_UPDATE || F->calm || h->handles)
+	if (!m->cfg.calm_after_ns || h->cls != LT_UPDATE || F->calm || h->handles ||
+	    h->stretched)
 		return;
 	if (F->last_write && now - F->last_write < m->cfg.calm_after_ns)
 		return;
@@ -2592,8 +2594,9 @@ static void step(struct sched *s)
 
 static uint64_t env_u64(const char *name, uint64_t dflt, bool *set);
 
-static bool busy_hook(void *arg)
+static bool busy_hook(void *arg, lt_owner_t owner)
 {
+	(void)owner;
 	return *(const bool *)arg;
 }
 

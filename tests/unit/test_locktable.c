@@ -3353,8 +3353,9 @@ static void test_writer_breaks_readers(void **state)
 	assert_int_equal(stats(x, FB).broken, 1);
 }
 
-static bool fake_busy(void *arg)
+static bool fake_busy(void *arg, lt_owner_t owner)
 {
+	(void)owner;
 	return *(const bool *)arg;
 }
 
