@@ -13,6 +13,12 @@
  *   request is therefore answered exactly once, by whichever thread decided
  *   it, never under l->mu.
  *
+ *   Under l->mu the table makes no system call of its own, with one
+ *   exception, on purpose: when a lease falls due on a machine that has
+ *   more runnable tasks than CPUs, the busy hook (machine_busy) reads a few
+ *   small /proc files to learn whether the holder's program is still at
+ *   work. That is rare (an unused lease on a loaded machine), and bounded.
+ *
  *   The one subtle window: after parking a request, the thread that parked it
  *   still has to register the interrupt callback, and until it has done so it
  *   must be the one to reply (fuse_req_t may be freed by the reply). While
