@@ -30,10 +30,7 @@
  * and lock timeouts), and an eventfd used to stop it. */
 #include "locking.h"
 
-#include <dirent.h>
 #include <errno.h>
-#include <fcntl.h>
-#include <stdio.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -46,6 +43,7 @@
 #include "config.h"
 #include "log.h"
 #include "owner.h"
+#include "procscan.h"
 
 struct locking {
 	const struct lockfs_config *cfg;
@@ -72,88 +70,9 @@ uint64_t locking_now(void)
 	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
-/* Whether thread tid is running, runnable or waiting in the kernel (state R
- * or D in /proc/TID/stat, as in a FUSE request it made): not asleep on
- * something of its own. */
-static bool task_active(pid_t tid)
-{
-	char path[64], buf[512];
-	const char *p;
-	ssize_t n;
-	int fd;
-
-	snprintf(path, sizeof(path), "/proc/%d/stat", (int)tid);
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return false;
-	n = read(fd, buf, sizeof(buf) - 1);
-	close(fd);
-	if (n <= 0)
-		return false;
-	buf[n] = '\0';
-	/* The name in parentheses may hold anything: the state follows the
-	 * last ')'. */
-	p = strrchr(buf, ')');
-	return p && p[1] == ' ' && (p[2] == 'R' || p[2] == 'D');
-}
-
-/* Whether the program around a lease holder may still be on its way to the
- * write: the holder thread is active, or another thread of its process (a
- * runtime that hands the flow to a pool thread), or one of its children
- * (the shell of `n=$(timeout 60 cat f)` sleeps in read() while timeout,
- * which holds the lease's next hop, still has to run). At most 64 tasks
- * looked at, one small read each. */
-static bool program_active(pid_t pid, pid_t tid)
-{
-	char path[96], buf[1024];
-	unsigned looked = 0;
-	struct dirent *de;
-	ssize_t n;
-	DIR *d;
-	int fd;
-
-	if (task_active(tid))
-		return true;
-	snprintf(path, sizeof(path), "/proc/%d/task", (int)pid);
-	d = opendir(path);
-	if (d) {
-		while ((de = readdir(d)) != NULL && looked < 64) {
-			pid_t t = (pid_t)atoi(de->d_name);
-
-			if (t <= 0 || t == tid)
-				continue;
-			looked++;
-			if (task_active(t)) {
-				closedir(d);
-				return true;
-			}
-		}
-		closedir(d);
-	}
-	snprintf(path, sizeof(path), "/proc/%d/task/%d/children", (int)pid, (int)tid);
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return false;
-	n = read(fd, buf, sizeof(buf) - 1);
-	close(fd);
-	if (n <= 0)
-		return false;
-	buf[n] = '\0';
-	for (char *p = buf, *end; *p && looked < 64; p = end) {
-		long c = strtol(p, &end, 10);
-
-		if (end == p)
-			break;
-		looked++;
-		if (c > 0 && task_active((pid_t)c))
-			return true;
-	}
-	return false;
-}
-
 /* The lock table's busy hook: more runnable tasks than CPUs (the running
  * count of /proc/loadavg, which includes this thread), and the lease's
- * program is active (program_active): a holder asleep on something else,
+ * program is active (procscan_program_active): a holder asleep on something else,
  * with nothing of its own running (a reader that went on to wait for
  * input), has had its chance, and its lease ends on time. A few small
  * reads, only when a lease falls due on a busy machine. */
@@ -161,31 +80,11 @@ static bool machine_busy(void *arg, lt_owner_t owner)
 {
 	const struct locking *l = arg;
 	struct owner_info info;
-	char buf[128];
-	long running = 0;
-	const char *p;
-	ssize_t n;
-	int fd = open("/proc/loadavg", O_RDONLY | O_CLOEXEC);
 
-	if (fd < 0)
+	if (procscan_running_tasks() <= l->ncpus)
 		return false;
-	n = read(fd, buf, sizeof(buf) - 1);
-	close(fd);
-	if (n <= 0)
-		return false;
-	buf[n] = '\0';
-	/* "0.52 0.58 0.59 3/412 12345": the fourth field is running/total. */
-	p = buf;
-	for (int i = 0; i < 3 && p; i++) {
-		p = strchr(p, ' ');
-		if (p)
-			p++;
-	}
-	if (!p || sscanf(p, "%ld/", &running) != 1)
-		return false;
-	if (running <= l->ncpus)
-		return false;
-	return owner_info(l->owners, owner, &info) == 0 && program_active(info.pid, info.tid);
+	return owner_info(l->owners, owner, &info) == 0 &&
+	       procscan_program_active(info.pid, info.tid);
 }
 
 static int errno_for(int lt_status)

@@ -38,6 +38,16 @@ bool procscan_mapped_writable(pid_t tgid, dev_t dev, ino_t ino);
  * -ENOENT: the caller then keeps dev 0. */
 int procscan_mount_dev(const char *mountpoint, dev_t *out);
 
+/* Runnable tasks on the machine now (the running count of /proc/loadavg,
+ * the caller included); 0 when it cannot be read. */
+long procscan_running_tasks(void);
+
+/* Whether the program around thread tid of process pid may still be at
+ * work: tid, another thread of pid, or one of tid's children is running,
+ * runnable or waiting in the kernel (state R or D), not asleep on something
+ * of its own. At most 64 tasks are looked at, one small read each. */
+bool procscan_program_active(pid_t pid, pid_t tid);
+
 /* ---- for the unit tests --------------------------------------------------- */
 
 /* One line of /proc/PID/mountinfo, split in place. */

@@ -20,6 +20,7 @@
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 #include <sys/wait.h>
+#include <stdbool.h>
 #include <unistd.h>
 
 #include "procscan.h"
@@ -593,6 +594,75 @@ static void test_mapped_writable(void **state)
 	munmap(ro, 4096);
 }
 
+/* A forked child that sleeps (S) or spins (R) until killed; with
+ * `grandchild` it sleeps in wait() while a child of its own spins. */
+static pid_t spawn(bool spin, bool grandchild)
+{
+	pid_t p = fork();
+
+	assert_true(p >= 0);
+	if (p == 0) {
+		if (grandchild && fork() == 0) {
+			for (;;)
+				;
+		}
+		if (grandchild)
+			wait(NULL);
+		for (;;) {
+			if (!spin)
+				pause();
+		}
+	}
+	return p;
+}
+
+static void reap(pid_t p)
+{
+	kill(p, SIGKILL);
+	waitpid(p, NULL, 0);
+}
+
+static void test_program_active(void **state)
+{
+	pid_t sleeper, spinner, parent;
+	bool asleep = true;
+
+	(void)state;
+	/* This thread is running while it asks. */
+	assert_true(procscan_running_tasks() >= 1);
+	assert_true(procscan_program_active(getpid(), gettid()));
+
+	sleeper = spawn(false, false);
+	spinner = spawn(true, false);
+	parent = spawn(false, true);
+	/* Give them time to settle into pause() and wait(). */
+	for (int i = 0; i < 50 && (asleep = procscan_program_active(sleeper, sleeper)); i++)
+		usleep(20000);
+	assert_false(asleep);
+	assert_true(procscan_program_active(spinner, spinner));
+	/* Asleep itself, but its child runs. */
+	assert_true(procscan_program_active(parent, parent));
+	/* Gone: nothing to ask. */
+	reap(sleeper);
+	assert_false(procscan_program_active(sleeper, sleeper));
+	reap(spinner);
+	{
+		char path[64], buf[256];
+		FILE *f;
+
+		/* The grandchild is not ours to wait for: kill it through the
+		 * parent's children list before the parent goes. */
+		snprintf(path, sizeof(path), "/proc/%d/task/%d/children", (int)parent, (int)parent);
+		f = fopen(path, "r");
+		if (f) {
+			if (fgets(buf, sizeof(buf), f))
+				kill((pid_t)atoi(buf), SIGKILL);
+			fclose(f);
+		}
+	}
+	reap(parent);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -607,6 +677,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_has_fd_bind_mount, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_mount_dev_fuse, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_mapped_writable, setup, teardown),
+		cmocka_unit_test(test_program_active),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
