@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -21,6 +22,7 @@ struct fixture {
 	char dir[64];
 	int dir_fd;
 	struct inode_table *t;
+	bool skip;
 };
 
 static int setup(void **state, bool names)
@@ -39,6 +41,28 @@ static int setup(void **state, bool names)
 
 static int setup_plain(void **state) { return setup(state, false); }
 static int setup_names(void **state) { return setup(state, true); }
+
+#define SMALL_CACHE 8
+
+/* Handles and a cache of SMALL_CACHE descriptors; needs
+ * CAP_DAC_READ_SEARCH and a source with file handles. */
+static int setup_handles(void **state)
+{
+	struct fixture *f;
+	int rc;
+
+	setup(state, true);
+	f = *state;
+	rc = inode_table_use_handles(f->t, SMALL_CACHE);
+	if (rc == -EPERM || rc == -EOPNOTSUPP) {
+		fprintf(stderr, "no file handles here (%s): handle tests skipped\n", strerror(-rc));
+		f->skip = true;
+		return 0;
+	}
+	assert_int_equal(rc, 0);
+	assert_true(inode_table_has_handles(f->t));
+	return 0;
+}
 
 static int teardown(void **state)
 {
@@ -236,8 +260,9 @@ static void test_growth(void **state)
 		assert_int_equal(inode_lookup(f->t, NULL, NULL, &st, INODE_NO_FD, &ins[i]), 0);
 	}
 	assert_int_equal(inode_count(f->t), n + 1);
-	/* The tables grew with the entries: chains stay short. */
-	assert_true(inode_buckets(f->t) >= n);
+	/* The tables grew with the entries: chains stay short (at most two
+	 * entries per bucket on average). */
+	assert_true(inode_buckets(f->t) * 2 >= n);
 	assert_true(inode_buckets(f->t) > buckets0);
 	for (size_t i = 0; i < n; i++) {
 		struct inode *in = inode_find(f->t, 7 + (i & 1), 1000 + i / 2);
@@ -532,6 +557,426 @@ static void test_concurrent(void **state)
 	assert_int_equal(inode_count(f->t), 1);
 }
 
+/* ---- handles and the descriptor cache ----------------------------------- */
+
+static unsigned open_fds(void)
+{
+	unsigned n = 0;
+
+	for (int fd = 0; fd < 4096; fd++)
+		if (fcntl(fd, F_GETFD) >= 0)
+			n++;
+	return n;
+}
+
+static void touch(struct fixture *f, const char *name, const char *content)
+{
+	int fd = openat(f->dir_fd, name, O_CREAT | O_WRONLY | O_TRUNC | O_CLOEXEC, 0644);
+
+	assert_true(fd >= 0);
+	assert_int_equal(write(fd, content, strlen(content)), (ssize_t)strlen(content));
+	close(fd);
+}
+
+/* What the pinned descriptor of `in` reads, through a reopen as the
+ * passthrough does it. */
+static void read_through(struct fixture *f, struct inode *in, char *buf, size_t size)
+{
+	char path[64];
+	int fd = inode_fd_get(f->t, in), rfd;
+	ssize_t n;
+
+	assert_true(fd >= 0);
+	snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+	rfd = open(path, O_RDONLY | O_CLOEXEC);
+	assert_true(rfd >= 0);
+	n = read(rfd, buf, size - 1);
+	assert_true(n >= 0);
+	buf[n] = '\0';
+	close(rfd);
+	inode_fd_put(f->t, in, fd);
+}
+
+/* Many entries, a few descriptors: each entry still reaches its own inode. */
+static void test_handles_bounded(void **state)
+{
+	struct fixture *f = *state;
+	struct inode *root = inode_root(f->t), *ins[64];
+	struct inode_fd_stats fs;
+	unsigned before;
+	char name[16];
+
+	if (f->skip)
+		skip();
+	before = open_fds();
+	for (int i = 0; i < 64; i++) {
+		struct stat st;
+
+		snprintf(name, sizeof(name), "f%d", i);
+		touch(f, name, name);
+		assert_int_equal(inode_lookup_at(f->t, root, f->dir_fd, name, &st, &ins[i]), 0);
+		assert_int_equal(ins[i]->ino, st.st_ino);
+		assert_int_equal(ins[i]->fd, -1);
+		assert_true(ins[i]->handle_len > 0);
+		/* The name is stored inline, after the handle. */
+		assert_ptr_equal(ins[i]->name, (char *)ins[i]->handle + ins[i]->handle_len);
+		assert_string_equal(ins[i]->name, name);
+	}
+	inode_fd_stats(f->t, &fs);
+	assert_int_equal(fs.cap, SMALL_CACHE);
+	assert_true(fs.cached <= SMALL_CACHE);
+	assert_int_equal(fs.kept, 0);
+	assert_true(open_fds() <= before + SMALL_CACHE);
+	for (int round = 0; round < 3; round++) {
+		for (int i = 0; i < 64; i++) {
+			char buf[32];
+
+			snprintf(name, sizeof(name), "f%d", i);
+			read_through(f, ins[i], buf, sizeof(buf));
+			assert_string_equal(buf, name);
+		}
+	}
+	assert_true(open_fds() <= before + SMALL_CACHE);
+	inode_fd_stats(f->t, &fs);
+	assert_true(fs.evictions > 0);
+	assert_int_equal(fs.pinned, 0);
+	/* A lookup of a known name finds the same entry. */
+	for (int i = 0; i < 64; i++) {
+		struct inode *again;
+		struct stat st;
+
+		snprintf(name, sizeof(name), "f%d", i);
+		assert_int_equal(inode_lookup_at(f->t, root, f->dir_fd, name, &st, &again), 0);
+		assert_ptr_equal(again, ins[i]);
+		inode_put(f->t, again);
+		inode_forget(f->t, again->nodeid, 1);
+	}
+	for (int i = 0; i < 64; i++) {
+		inode_put(f->t, ins[i]);
+		inode_forget(f->t, ins[i]->nodeid, 1);
+	}
+	assert_int_equal(inode_count(f->t), 1);
+	inode_fd_stats(f->t, &fs);
+	assert_int_equal(fs.cached, 0);
+	assert_int_equal(open_fds(), before);
+}
+
+/* A pinned descriptor survives any amount of eviction; an entry pinned
+ * twice shares one descriptor. */
+static void test_pinned_not_evicted(void **state)
+{
+	struct fixture *f = *state;
+	struct inode *root = inode_root(f->t), *a, *o;
+	struct stat st, now;
+	char name[16];
+	int fa, fa2;
+
+	if (f->skip)
+		skip();
+	touch(f, "pin", "p");
+	assert_int_equal(inode_lookup_at(f->t, root, f->dir_fd, "pin", &st, &a), 0);
+	fa = inode_fd_get(f->t, a);
+	assert_true(fa >= 0);
+	fa2 = inode_fd_get(f->t, a);
+	assert_int_equal(fa2, fa);
+	for (int i = 0; i < 4 * SMALL_CACHE; i++) {
+		snprintf(name, sizeof(name), "o%d", i);
+		touch(f, name, "");
+		assert_int_equal(inode_lookup_at(f->t, root, f->dir_fd, name, &now, &o), 0);
+		int fd = inode_fd_get(f->t, o);
+		assert_true(fd >= 0);
+		assert_int_not_equal(fd, fa);
+		inode_fd_put(f->t, o, fd);
+		inode_put(f->t, o);
+	}
+	assert_int_equal(fstat(fa, &now), 0);
+	assert_int_equal(now.st_ino, st.st_ino);
+	inode_fd_put(f->t, a, fa2);
+	assert_true(fd_is_open(fa));
+	inode_fd_put(f->t, a, fa);
+	inode_put(f->t, a);
+}
+
+/* With every slot pinned a caller still gets a descriptor of its own,
+ * closed when it is put back. */
+static void test_all_pinned(void **state)
+{
+	struct fixture *f = *state;
+	struct inode *root = inode_root(f->t), *ins[SMALL_CACHE + 1];
+	int fds[SMALL_CACHE + 1];
+	char name[16];
+	struct stat st;
+
+	if (f->skip)
+		skip();
+	for (int i = 0; i <= SMALL_CACHE; i++) {
+		snprintf(name, sizeof(name), "p%d", i);
+		touch(f, name, "");
+		assert_int_equal(inode_lookup_at(f->t, root, f->dir_fd, name, &st, &ins[i]), 0);
+		fds[i] = inode_fd_get(f->t, ins[i]);
+		assert_true(fds[i] >= 0);
+		assert_int_equal(fstat(fds[i], &st), 0);
+		assert_int_equal(st.st_ino, ins[i]->ino);
+	}
+	for (int i = 0; i <= SMALL_CACHE; i++) {
+		inode_fd_put(f->t, ins[i], fds[i]);
+		inode_put(f->t, ins[i]);
+	}
+	/* One of them was not cached and is closed now. */
+	struct inode_fd_stats fs;
+	inode_fd_stats(f->t, &fs);
+	assert_int_equal(fs.cached, SMALL_CACHE);
+	assert_int_equal(fs.pinned, 0);
+}
+
+/* Looks up 2 * SMALL_CACHE new files (prefix0, prefix1...), which stay
+ * known, so that every descriptor cached before is evicted. */
+static void push_out(struct fixture *f, const char *prefix, struct inode **out)
+{
+	char name[16];
+	struct stat st;
+
+	for (int i = 0; i < 2 * SMALL_CACHE; i++) {
+		snprintf(name, sizeof(name), "%s%d", prefix, i);
+		touch(f, name, "");
+		assert_int_equal(inode_lookup_at(f->t, inode_root(f->t), f->dir_fd, name,
+						 &st, &out[i]), 0);
+		inode_put(f->t, out[i]);
+	}
+}
+
+static void forget_all(struct fixture *f, struct inode **ins)
+{
+	for (int i = 0; i < 2 * SMALL_CACHE; i++)
+		inode_forget(f->t, ins[i]->nodeid, 1);
+}
+
+static void record_stale(void *arg, struct inode *in)
+{
+	(*(int *)arg)++;
+	(void)in;
+}
+
+/* Removed behind the mount's back: the handle no longer opens, the entry
+ * turns stale (once), and the same name later finds a new entry. */
+static void test_removed_is_stale(void **state)
+{
+	struct fixture *f = *state;
+	struct inode *root = inode_root(f->t), *a, *b, *others[2 * SMALL_CACHE];
+	int hook_calls = 0;
+	struct stat st;
+
+	if (f->skip)
+		skip();
+	inode_table_set_free_hook(f->t, record_stale, &hook_calls);
+	touch(f, "gone", "old");
+	assert_int_equal(inode_lookup_at(f->t, root, f->dir_fd, "gone", &st, &a), 0);
+	assert_int_equal(unlinkat(f->dir_fd, "gone", 0), 0);
+	/* Push its descriptor out of the cache (which would keep the inode)
+	 * with entries that stay known. One of them may well get the freed
+	 * inode number, which also makes the entry stale. */
+	push_out(f, "q", others);
+	assert_int_equal(inode_fd_get(f->t, a), -ESTALE);
+	assert_true(inode_is_stale(f->t, a));
+	assert_int_equal(hook_calls, 1);
+	assert_int_equal(inode_fd_get(f->t, a), -ESTALE);
+	/* (dev, ino) no longer finds it (but may find the file that reuses
+	 * the number). */
+	struct inode *same = inode_find(f->t, a->dev, a->ino);
+	assert_ptr_not_equal(same, a);
+	inode_put(f->t, same);
+	/* Still there for the kernel, by node id. */
+	assert_ptr_equal(inode_get(f->t, a->nodeid), a);
+	inode_put(f->t, a);
+	/* Recreated under the same name: a new entry, whatever its number. */
+	touch(f, "gone", "new");
+	assert_int_equal(inode_lookup_at(f->t, root, f->dir_fd, "gone", &st, &b), 0);
+	assert_ptr_not_equal(b, a);
+	char buf[16];
+	read_through(f, b, buf, sizeof(buf));
+	assert_string_equal(buf, "new");
+	/* The stale entry was told about already: freeing it is silent. */
+	hook_calls = 0;
+	inode_put(f->t, a);
+	inode_forget(f->t, a->nodeid, 1);
+	assert_int_equal(hook_calls, 0);
+	inode_put(f->t, b);
+	inode_forget(f->t, b->nodeid, 1);
+	assert_int_equal(hook_calls, 1);
+	forget_all(f, others);
+	assert_int_equal(inode_count(f->t), 1);
+}
+
+/* An inode number reused for a new file: the same (dev, ino) with another
+ * handle is another entry, and the old one is stale. The reuse is staged:
+ * the attributes of one file with the descriptor of another. */
+static void test_recycled_number(void **state)
+{
+	struct fixture *f = *state;
+	struct inode *root = inode_root(f->t), *a, *b;
+	struct stat sa, sb;
+	int fb;
+
+	if (f->skip)
+		skip();
+	touch(f, "ra", "a");
+	touch(f, "rb", "b");
+	assert_int_equal(inode_lookup_at(f->t, root, f->dir_fd, "ra", &sa, &a), 0);
+	fb = openat(f->dir_fd, "rb", O_PATH | O_CLOEXEC);
+	assert_true(fb >= 0);
+	assert_int_equal(fstat(fb, &sb), 0);
+	assert_int_equal(inode_lookup(f->t, root, "ra", &sa, fb, &b), 0);
+	assert_ptr_not_equal(a, b);
+	assert_true(inode_is_stale(f->t, a));
+	assert_false(inode_is_stale(f->t, b));
+	assert_ptr_equal(inode_find(f->t, sa.st_dev, sa.st_ino), b);
+	inode_put(f->t, b);
+	assert_int_equal(inode_fd_get(f->t, a), -ESTALE);
+	char buf[8];
+	read_through(f, b, buf, sizeof(buf));
+	assert_string_equal(buf, "b");
+	inode_put(f->t, a);
+	inode_put(f->t, b);
+}
+
+/* Renamed behind the mount's back: the handle follows the file. Hard links
+ * share one entry. */
+static void test_renamed_and_links(void **state)
+{
+	struct fixture *f = *state;
+	struct inode *root = inode_root(f->t), *a, *l, *others[2 * SMALL_CACHE];
+	struct stat st;
+	char buf[16];
+
+	if (f->skip)
+		skip();
+	touch(f, "mv", "moved");
+	assert_int_equal(inode_lookup_at(f->t, root, f->dir_fd, "mv", &st, &a), 0);
+	assert_int_equal(renameat(f->dir_fd, "mv", f->dir_fd, "mv2"), 0);
+	touch(f, "mv", "impostor");
+	push_out(f, "z", others);
+	read_through(f, a, buf, sizeof(buf));
+	assert_string_equal(buf, "moved");
+	assert_int_equal(linkat(f->dir_fd, "mv2", f->dir_fd, "hl", 0), 0);
+	assert_int_equal(inode_lookup_at(f->t, root, f->dir_fd, "hl", &st, &l), 0);
+	assert_ptr_equal(l, a);
+	assert_false(inode_is_stale(f->t, a));
+	inode_put(f->t, l);
+	inode_put(f->t, a);
+	forget_all(f, others);
+}
+
+/* Out of descriptors: the cache makes room and the open is tried again. */
+static void test_emfile_recovers(void **state)
+{
+	struct fixture *f = *state;
+	struct inode *root = inode_root(f->t), *ins[3 * SMALL_CACHE];
+	struct rlimit old, low;
+	unsigned base;
+	char name[16];
+	struct stat st;
+
+	if (f->skip)
+		skip();
+	for (int i = 0; i < 3 * SMALL_CACHE; i++) {
+		snprintf(name, sizeof(name), "e%d", i);
+		touch(f, name, name);
+		assert_int_equal(inode_lookup_at(f->t, root, f->dir_fd, name, &st, &ins[i]), 0);
+	}
+	assert_int_equal(getrlimit(RLIMIT_NOFILE, &old), 0);
+	/* Fewer descriptors than the cache has slots: opens hit EMFILE. */
+	base = 0;
+	for (int fd = 0; fd < 4096; fd++)
+		if (fcntl(fd, F_GETFD) >= 0)
+			base = (unsigned)fd + 1;
+	low = old;
+	low.rlim_cur = base + 3;
+	assert_int_equal(setrlimit(RLIMIT_NOFILE, &low), 0);
+	for (int round = 0; round < 2; round++) {
+		for (int i = 0; i < 3 * SMALL_CACHE; i++) {
+			int fd = inode_fd_get(f->t, ins[i]);
+
+			assert_true(fd >= 0);
+			assert_int_equal(fstat(fd, &st), 0);
+			assert_int_equal(st.st_ino, ins[i]->ino);
+			inode_fd_put(f->t, ins[i], fd);
+		}
+	}
+	assert_int_equal(setrlimit(RLIMIT_NOFILE, &old), 0);
+	for (int i = 0; i < 3 * SMALL_CACHE; i++)
+		inode_put(f->t, ins[i]);
+}
+
+struct pin_arg {
+	struct fixture *f;
+	struct inode **ins;
+	int n;
+	unsigned seed;
+};
+
+static void *pinner(void *p)
+{
+	struct pin_arg *a = p;
+
+	for (int k = 0; k < 20000; k++) {
+		struct inode *in = a->ins[rand_r(&a->seed) % a->n];
+		struct stat st;
+		int fd = inode_fd_get(a->f->t, in);
+
+		if (fd < 0 || fstat(fd, &st) < 0 || st.st_ino != in->ino)
+			return (void *)1;
+		inode_fd_put(a->f->t, in, fd);
+	}
+	return NULL;
+}
+
+/* Threads pinning and putting back entries at random through a cache much
+ * smaller than the set: every descriptor they get is the right inode's. */
+static void test_concurrent_pins(void **state)
+{
+	struct fixture *f = *state;
+	struct inode *root = inode_root(f->t), *ins[48];
+	struct pin_arg args[4];
+	pthread_t th[4];
+	char name[16];
+	struct stat st;
+
+	if (f->skip)
+		skip();
+	for (int i = 0; i < 48; i++) {
+		snprintf(name, sizeof(name), "c%d", i);
+		touch(f, name, "");
+		assert_int_equal(inode_lookup_at(f->t, root, f->dir_fd, name, &st, &ins[i]), 0);
+	}
+	for (int i = 0; i < 4; i++) {
+		args[i] = (struct pin_arg){ f, ins, 48, (unsigned)i + 1 };
+		assert_int_equal(pthread_create(&th[i], NULL, pinner, &args[i]), 0);
+	}
+	for (int i = 0; i < 4; i++) {
+		void *rv;
+
+		assert_int_equal(pthread_join(th[i], &rv), 0);
+		assert_null(rv);
+	}
+	struct inode_fd_stats fs;
+	inode_fd_stats(f->t, &fs);
+	assert_int_equal(fs.pinned, 0);
+	assert_true(fs.cached <= SMALL_CACHE);
+	for (int i = 0; i < 48; i++)
+		inode_put(f->t, ins[i]);
+}
+
+/* What an idle entry costs: the fixed part, then an ext4-sized handle and a
+ * short name in the same allocation, well under 200 bytes with the hash
+ * buckets. */
+static void test_entry_size(void **state)
+{
+	(void)state;
+	assert_true(offsetof(struct inode, handle) <= 104);
+	assert_true(offsetof(struct inode, handle) + 8 + sizeof("f12345") <= 120);
+}
+
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -546,6 +991,15 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_free_hook, setup_names, teardown),
 		cmocka_unit_test(test_lock_key),
 		cmocka_unit_test_setup_teardown(test_concurrent, setup_plain, teardown),
+		cmocka_unit_test_setup_teardown(test_handles_bounded, setup_handles, teardown),
+		cmocka_unit_test_setup_teardown(test_pinned_not_evicted, setup_handles, teardown),
+		cmocka_unit_test_setup_teardown(test_all_pinned, setup_handles, teardown),
+		cmocka_unit_test_setup_teardown(test_removed_is_stale, setup_handles, teardown),
+		cmocka_unit_test_setup_teardown(test_recycled_number, setup_handles, teardown),
+		cmocka_unit_test_setup_teardown(test_renamed_and_links, setup_handles, teardown),
+		cmocka_unit_test_setup_teardown(test_emfile_recovers, setup_handles, teardown),
+		cmocka_unit_test_setup_teardown(test_concurrent_pins, setup_handles, teardown),
+		cmocka_unit_test(test_entry_size),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
