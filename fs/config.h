@@ -30,6 +30,10 @@ struct lockfs_config {
 	                           this for holders that only read; 0 = forever */
 	unsigned calm_after_ms; /* -o calm_after=MS: learn calm files not
 	                           written for this long; 0 = never */
+	unsigned fd_cache;      /* -o fd_cache=N: descriptors the inode table
+	                           keeps open (inode.h); main.c caps it at a
+	                           quarter of RLIMIT_NOFILE */
+	int log_level;          /* -o log_level= (enum log_level), -d: debug */
 };
 
 #define LOCKFS_DEFAULT_LEASE_MS 250

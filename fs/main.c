@@ -26,6 +26,7 @@
  * Exit status: 0 after a clean unmount (fusermount3 -u, umount, or SIGINT,
  * SIGTERM, SIGHUP), 1 for every error; each error is one line on stderr. */
 #include "config.h"
+#include "inode.h"
 #include "locking.h"
 #include "log.h"
 #include "passthrough.h"
@@ -43,6 +44,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -56,6 +58,8 @@
  * timeouts become unsigned milliseconds, cache timeouts kernel seconds. */
 #define MAX_TIMEOUT_SECS 4294967.0
 #define MAX_CACHE_SECS 1e9
+#define MIN_FD_CACHE 8u
+#define MAX_FD_CACHE 1048576u
 
 /* Everything the command line decides; main() owns it, single-threaded until
  * the session starts, read-only afterwards. */
@@ -66,6 +70,7 @@ struct cmdline {
 	bool fuse_debug;
 	bool have_fsname;
 	bool have_subtype;
+	bool have_fd_cache;
 	unsigned nonopts;       /* positional arguments seen */
 };
 
@@ -86,6 +91,8 @@ enum {
 	KEY_LONG_READ,
 	KEY_READER_WAIT,
 	KEY_CALM_AFTER,
+	KEY_FD_CACHE,
+	KEY_LOG_LEVEL,
 	KEY_NEEDS_VALUE,
 	KEY_FSNAME,
 	KEY_SUBTYPE,
@@ -113,6 +120,8 @@ static const struct fuse_opt lockfs_opts[] = {
 	FUSE_OPT_KEY("long_read=", KEY_LONG_READ),
 	FUSE_OPT_KEY("reader_wait=", KEY_READER_WAIT),
 	FUSE_OPT_KEY("calm_after=", KEY_CALM_AFTER),
+	FUSE_OPT_KEY("fd_cache=", KEY_FD_CACHE),
+	FUSE_OPT_KEY("log_level=", KEY_LOG_LEVEL),
 	/* Without "=VALUE" these would reach libfuse and be reported as
 	 * unknown, which hides what is really wrong. */
 	FUSE_OPT_KEY("lease", KEY_NEEDS_VALUE),
@@ -124,6 +133,8 @@ static const struct fuse_opt lockfs_opts[] = {
 	FUSE_OPT_KEY("long_read", KEY_NEEDS_VALUE),
 	FUSE_OPT_KEY("reader_wait", KEY_NEEDS_VALUE),
 	FUSE_OPT_KEY("calm_after", KEY_NEEDS_VALUE),
+	FUSE_OPT_KEY("fd_cache", KEY_NEEDS_VALUE),
+	FUSE_OPT_KEY("log_level", KEY_NEEDS_VALUE),
 	FUSE_OPT_KEY("fsname=", KEY_FSNAME),
 	FUSE_OPT_KEY("subtype=", KEY_SUBTYPE),
 	/* Options that only mean something to mount(8), systemd or
@@ -348,6 +359,26 @@ static int opt_proc(void *data, const char *arg, int key, struct fuse_args *outa
 			return bad_value(arg, err, "seconds from 0 to 4294967, fractions allowed, 0 = wait forever");
 		cfg->reader_wait_ms = (unsigned)ceil(d * 1000.0);
 		return 0;
+	case KEY_FD_CACHE:
+		err = parse_uint(arg, MAX_FD_CACHE, &u);
+		if (!err && u < MIN_FD_CACHE)
+			err = -ERANGE;
+		if (err)
+			return bad_value(arg, err, "a whole number from 8 to 1048576");
+		cfg->fd_cache = (unsigned)u;
+		cl->have_fd_cache = true;
+		return 0;
+	case KEY_LOG_LEVEL: {
+		enum log_level lvl;
+
+		if (log_level_parse(opt_value(arg), &lvl) != 0) {
+			fail("invalid value for option -o log_level: '%s' (expected error, warn, info or debug)",
+			     opt_value(arg));
+			return -1;
+		}
+		cfg->log_level = (int)lvl;
+		return 0;
+	}
 	case KEY_NEEDS_VALUE:
 		fail("option -o %s needs a value (-o %s=VALUE, see lockfs --help)", arg, arg);
 		return -1;
@@ -405,6 +436,11 @@ static void print_help(void)
 "    -o attr_timeout=SECS   how long the kernel caches attributes (default: %.1f)\n"
 "    -o threads=N           request threads, all started at mount; waiting opens\n"
 "                           use none (default: %u)\n"
+"    -o fd_cache=N          descriptors kept open for the files the kernel knows,\n"
+"                           which are reopened by file handle when needed; at\n"
+"                           most a quarter of the open file limit (default: %u)\n"
+"    -o log_level=LEVEL     error, warn, info or debug; to stderr with -f, to\n"
+"                           syslog otherwise (default: warn; -d means debug)\n"
 "    -o fuse_debug          libfuse's request trace on stderr, implies -f\n"
 "                           (default: off; -o debug is the same)\n"
 "\n"
@@ -423,7 +459,7 @@ static void print_help(void)
 	       LOCKFS_DEFAULT_LEASE_MS, LOCKFS_DEFAULT_LONG_READ_MS,
 	       LOCKFS_DEFAULT_READER_WAIT_MS / 1000.0, LOCKFS_DEFAULT_CALM_AFTER_MS,
 	       DEFAULT_CACHE_TIMEOUT, DEFAULT_CACHE_TIMEOUT,
-	       DEFAULT_THREADS);
+	       DEFAULT_THREADS, INODE_FD_CACHE_DEFAULT);
 	fflush(stdout);
 	fuse_lowlevel_help();
 	printf(
@@ -726,6 +762,41 @@ static void free_config(struct lockfs_config *cfg)
 	free(cfg->mountpoint);
 }
 
+/* Every inode the kernel knows, every open file and every tracked caller may
+ * need a descriptor: the soft limit goes up to the hard one, and the inode
+ * table's cache takes at most a quarter of it, so that open files and
+ * pidfds have the rest (inode.h). */
+static void size_descriptors(struct cmdline *cl)
+{
+	struct lockfs_config *cfg = &cl->cfg;
+	struct rlimit rl;
+	unsigned long long share;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
+		return;
+	if (rl.rlim_cur < rl.rlim_max) {
+		struct rlimit up = { rl.rlim_max, rl.rlim_max };
+
+		if (setrlimit(RLIMIT_NOFILE, &up) == 0)
+			rl = up;
+		else
+			log_warn("cannot raise the open file limit to %llu: %s",
+				 (unsigned long long)rl.rlim_max, strerror(errno));
+	}
+	share = rl.rlim_cur == RLIM_INFINITY ? MAX_FD_CACHE
+		: (unsigned long long)rl.rlim_cur / INODE_FD_CACHE_RLIMIT_SHARE;
+	if (share < MIN_FD_CACHE)
+		share = MIN_FD_CACHE;
+	if (cfg->fd_cache > share) {
+		if (cl->have_fd_cache)
+			log_warn("fd_cache=%u is more than a quarter of the open file limit (%llu): using %llu",
+				 cfg->fd_cache, (unsigned long long)rl.rlim_cur, share);
+		cfg->fd_cache = (unsigned)share;
+	}
+	log_debug("open file limit %llu, descriptor cache %u",
+		  (unsigned long long)rl.rlim_cur, cfg->fd_cache);
+}
+
 int main(int argc, char *argv[])
 {
 	struct fuse_args args = FUSE_ARGS_INIT(argc, argv);
@@ -740,6 +811,8 @@ int main(int argc, char *argv[])
 			.long_read_ms = LOCKFS_DEFAULT_LONG_READ_MS,
 			.reader_wait_ms = LOCKFS_DEFAULT_READER_WAIT_MS,
 			.calm_after_ms = LOCKFS_DEFAULT_CALM_AFTER_MS,
+			.fd_cache = INODE_FD_CACHE_DEFAULT,
+			.log_level = LOG_LVL_WARN,
 		},
 	};
 	struct lockfs_config *cfg = &cl.cfg;
@@ -766,7 +839,8 @@ int main(int argc, char *argv[])
 		goto out;
 	}
 	if (cfg->debug || cl.fuse_debug)
-		log_init("lockfs", LOG_LVL_DEBUG, false);
+		cfg->log_level = LOG_LVL_DEBUG;
+	log_init("lockfs", (enum log_level)cfg->log_level, false);
 	if (!cfg->source) {
 		fail("missing SOURCE argument (usage: lockfs SOURCE MOUNTPOINT [options], see --help)");
 		goto out;
@@ -791,6 +865,8 @@ int main(int argc, char *argv[])
 		fail("out of memory");
 		goto out;
 	}
+
+	size_descriptors(&cl);
 
 	r = locking_new(&locking, cfg);
 	if (r) {
