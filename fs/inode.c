@@ -418,9 +418,7 @@ static int open_handle(int mfd, struct file_handle *fh)
 	return fd;
 }
 
-/* A call that failed for want of descriptors: makes room, and says whether
- * trying once more is worth it. */
-static bool make_room(struct inode_table *t, int err)
+bool inode_make_room(struct inode_table *t, int err)
 {
 	if ((err != EMFILE && err != ENFILE) || !t->handles)
 		return false;
@@ -801,7 +799,7 @@ int inode_fd_get(struct inode_table *t, struct inode *in)
 	int mfd = in->mnt ? t->mnt_fds[in->mnt - 1] : t->root_mfd;
 
 	fd = open_handle(mfd, &b.fh);
-	if (fd < 0 && make_room(t, errno))
+	if (fd < 0 && inode_make_room(t, errno))
 		fd = open_handle(mfd, &b.fh);
 	if (fd < 0) {
 		err = errno;
@@ -996,7 +994,7 @@ static int open_path(struct inode_table *t, int dirfd, const char *name)
 	}
 	for (int tries = 0; tries < 2; tries++) {
 		fd = openat(dirfd, name, O_PATH | O_CLOEXEC | (name == proc ? 0 : O_NOFOLLOW));
-		if (fd >= 0 || !make_room(t, errno))
+		if (fd >= 0 || !inode_make_room(t, errno))
 			break;
 	}
 	if (fd < 0 && (errno == EMFILE || errno == ENFILE))

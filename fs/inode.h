@@ -197,6 +197,11 @@ void inode_put(struct inode_table *t, struct inode *in);
 int inode_fd_get(struct inode_table *t, struct inode *in);
 void inode_fd_put(struct inode_table *t, struct inode *in, int fd);
 
+/* After a call failed with errno err: when err is EMFILE or ENFILE, closes
+ * some unpinned cached descriptors and returns true (worth one more try);
+ * false otherwise. For any open the daemon makes, not only the table's. */
+bool inode_make_room(struct inode_table *t, int err);
+
 /* The kernel learns about `name` in the directory open as dirfd (`parent`'s
  * descriptor; parent may be NULL when unknown, as with ".."): stats it
  * without following a symlink, finds or creates its entry, adds one lookup

@@ -98,6 +98,12 @@ int passthrough_new(struct passthrough **out, const struct lockfs_config *cfg,
 		return rc;
 	}
 	inode_table_set_free_hook(pt->inodes, forget_key, pt);
+	/* File handles and a bounded descriptor cache (inode.h); without
+	 * them every known inode keeps a descriptor, as before. */
+	rc = inode_table_use_handles(pt->inodes, cfg->fd_cache);
+	if (rc < 0)
+		log_warn("no file handles on the source (%s): each file the kernel knows keeps a descriptor open",
+			 strerror(-rc));
 	advisory_init();
 	*out = pt;
 	return 0;

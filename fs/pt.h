@@ -160,6 +160,12 @@ void caller_leave(struct passthrough *pt, struct caller *c);
  * umask (see pt_common.c). */
 mode_t create_mode(struct passthrough *pt, fuse_req_t req, mode_t mode);
 
+/* Opens the source inode of `in` anew with flags, through /proc/self/fd
+ * (which reaches the inode whatever its names have become), as the thread's
+ * identity. Out of descriptors, the inode table makes room and the open is
+ * tried once more. The descriptor, or -errno. */
+int reopen_inode(struct passthrough *pt, struct inode *in, int flags);
+
 /* ---- the lock rule (pt_common.c) ---------------------------------------- */
 
 struct lock_params {

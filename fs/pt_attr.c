@@ -15,7 +15,10 @@ void pt_statfs(fuse_req_t req, fuse_ino_t ino)
 	int rc = -ESTALE;
 
 	if (in) {
-		rc = rc_errno(fstatvfs(in->fd, &sv));
+		int fd = inode_fd_get(pt->inodes, in);
+
+		rc = fd < 0 ? fd : rc_errno(fstatvfs(fd, &sv));
+		inode_fd_put(pt->inodes, in, fd);
 		inode_put(pt->inodes, in);
 	}
 	if (rc < 0)
@@ -39,15 +42,14 @@ static void xattr_op(fuse_req_t req, fuse_ino_t ino, enum xattr_op op, const cha
 
 	in = inode_get(pt->inodes, ino);
 	if (in) {
-		struct fdpath p = fdpath(in->fd);
+		int fd = inode_fd_get(pt->inodes, in);
+		struct fdpath p = fdpath(fd);
 
-		if ((op == XA_GET || op == XA_LIST) && size > 0) {
-			buf = malloc(size);
-			if (!buf) {
-				inode_put(pt->inodes, in);
-				reply_status(req, -ENOMEM);
-				return;
-			}
+		if (fd < 0 || ((op == XA_GET || op == XA_LIST) && size > 0 && !(buf = malloc(size)))) {
+			inode_fd_put(pt->inodes, in, fd);
+			inode_put(pt->inodes, in);
+			reply_status(req, fd < 0 ? fd : -ENOMEM);
+			return;
 		}
 		caller_enter(pt, req, &c);
 		switch (op) {
@@ -67,6 +69,7 @@ static void xattr_op(fuse_req_t req, fuse_ino_t ino, enum xattr_op op, const cha
 		if (n < 0)
 			n = -errno;
 		caller_leave(pt, &c);
+		inode_fd_put(pt->inodes, in, fd);
 		inode_put(pt->inodes, in);
 	}
 	if (n < 0)
@@ -110,11 +113,14 @@ void pt_access(fuse_req_t req, fuse_ino_t ino, int mask)
 
 	in = inode_get(pt->inodes, ino);
 	if (in) {
+		int fd = inode_fd_get(pt->inodes, in);
+
 		caller_enter(pt, req, &c);
 		/* AT_EACCESS: check as the fsuid/fsgid just set, not as the
 		 * daemon's real uid. */
-		rc = rc_errno(faccessat(pt->proc_fd, fdname(in->fd), mask, AT_EACCESS));
+		rc = fd < 0 ? fd : rc_errno(faccessat(pt->proc_fd, fdname(fd), mask, AT_EACCESS));
 		caller_leave(pt, &c);
+		inode_fd_put(pt->inodes, in, fd);
 		inode_put(pt->inodes, in);
 	}
 	reply_status(req, rc);

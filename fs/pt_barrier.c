@@ -91,26 +91,28 @@ static bool barrier_want(struct barrier_op *b, struct inode *dir_or_inode,
 	return true;
 }
 
-static int setattr_run(struct passthrough *pt, struct inode *in, const struct stat *attr,
-		       int valid, struct handle *h, struct stat *out)
+/* ipath is the inode's pinned O_PATH descriptor, for what goes without an
+ * open handle. */
+static int setattr_with(struct passthrough *pt, int ipath, const struct stat *attr,
+			int valid, struct handle *h, struct stat *out)
 {
 	int fd = h ? h->fd : -1;
 
 	if (valid & FUSE_SET_ATTR_MODE) {
 		if (fd >= 0 ? fchmod(fd, attr->st_mode) < 0
-			    : fchmodat(pt->proc_fd, fdname(in->fd), attr->st_mode, 0) < 0)
+			    : fchmodat(pt->proc_fd, fdname(ipath), attr->st_mode, 0) < 0)
 			return -errno;
 	}
 	if (valid & (FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID)) {
 		uid_t uid = (valid & FUSE_SET_ATTR_UID) ? attr->st_uid : (uid_t)-1;
 		gid_t gid = (valid & FUSE_SET_ATTR_GID) ? attr->st_gid : (gid_t)-1;
 
-		if (fchownat(in->fd, "", uid, gid, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) < 0)
+		if (fchownat(ipath, "", uid, gid, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) < 0)
 			return -errno;
 	}
 	if (valid & FUSE_SET_ATTR_SIZE) {
 		if (fd >= 0 ? ftruncate(fd, attr->st_size) < 0
-			    : truncate(fdpath(in->fd).s, attr->st_size) < 0)
+			    : truncate(fdpath(ipath).s, attr->st_size) < 0)
 			return -errno;
 		if (h)
 			mark_wrote(h);
@@ -129,20 +131,42 @@ static int setattr_run(struct passthrough *pt, struct inode *in, const struct st
 		else if (valid & FUSE_SET_ATTR_MTIME)
 			tv[1] = attr->st_mtim;
 		if (fd >= 0 ? futimens(fd, tv) < 0
-			    : utimensat(in->fd, "", tv, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) < 0)
+			    : utimensat(ipath, "", tv, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) < 0)
 			return -errno;
 	}
-	return rc_errno(fstat(in->fd, out));
+	return rc_errno(fstat(ipath, out));
+}
+
+static int setattr_run(struct passthrough *pt, struct inode *in, const struct stat *attr,
+		       int valid, struct handle *h, struct stat *out)
+{
+	int ipath = inode_fd_get(pt->inodes, in);
+	int rc = ipath < 0 ? ipath : setattr_with(pt, ipath, attr, valid, h, out);
+
+	inode_fd_put(pt->inodes, in, ipath);
+	return rc;
 }
 
 static int unlink_run(struct barrier_op *b)
 {
-	return rc_errno(unlinkat(b->dir->fd, b->name, 0));
+	struct inode_table *t = b->pt->inodes;
+	int dfd = inode_fd_get(t, b->dir);
+	int rc = dfd < 0 ? dfd : rc_errno(unlinkat(dfd, b->name, 0));
+
+	inode_fd_put(t, b->dir, dfd);
+	return rc;
 }
 
 static int rename_run(struct barrier_op *b)
 {
-	return rc_errno(renameat2(b->dir->fd, b->name, b->newdir->fd, b->newname, b->flags));
+	struct inode_table *t = b->pt->inodes;
+	int dfd = inode_fd_get(t, b->dir), nfd = inode_fd_get(t, b->newdir);
+	int rc = dfd < 0 ? dfd : nfd < 0 ? nfd
+		: rc_errno(renameat2(dfd, b->name, nfd, b->newname, b->flags));
+
+	inode_fd_put(t, b->newdir, nfd);
+	inode_fd_put(t, b->dir, dfd);
+	return rc;
 }
 
 /* The file described by st was unlinked, or renamed over by the file `by`
@@ -159,15 +183,22 @@ static void note_removed(struct passthrough *pt, const struct stat *st, bool bar
 {
 	struct inode *in = inode_find(pt->inodes, st->st_dev, st->st_ino);
 	struct stat now;
+	int fd;
 
 	if (!in)
 		return;
 	inode_mark_unlinked(pt->inodes, in);
 	if (barrier) {
-		if (by && S_ISREG(by->st_mode))
+		if (by && S_ISREG(by->st_mode)) {
 			locking_replaced(pt->locking, in->key, inode_lock_key(by->st_dev, by->st_ino));
-		else if (fstat(in->fd, &now) == 0 && now.st_nlink == 0)
-			locking_gone(pt->locking, in->key);
+		} else {
+			/* A handle that no longer opens is a file without a
+			 * name that nobody has open. */
+			fd = inode_fd_get(pt->inodes, in);
+			if (fd == -ESTALE || (fd >= 0 && fstat(fd, &now) == 0 && now.st_nlink == 0))
+				locking_gone(pt->locking, in->key);
+			inode_fd_put(pt->inodes, in, fd);
+		}
 	}
 	inode_put(pt->inodes, in);
 }
@@ -296,10 +327,12 @@ static struct barrier_op *barrier_new(struct passthrough *pt, fuse_req_t req,
  * exist or cannot be seen (the operation itself then reports why). */
 static bool stat_name(struct barrier_op *b, struct inode *dir, const char *name, struct stat *st)
 {
+	int dfd = inode_fd_get(b->pt->inodes, dir);
 	const struct creds *prev = creds_enter(b->pt, &b->creds);
-	bool ok = fstatat(dir->fd, name, st, AT_SYMLINK_NOFOLLOW) == 0;
+	bool ok = dfd >= 0 && fstatat(dfd, name, st, AT_SYMLINK_NOFOLLOW) == 0;
 
 	creds_leave(b->pt, prev);
+	inode_fd_put(b->pt->inodes, dir, dfd);
 	return ok;
 }
 

@@ -10,6 +10,7 @@
  * to the daemon's identity after the operation. */
 #include "pt.h"
 
+#include <fcntl.h>
 #include <inttypes.h>
 #include <limits.h>
 #include <sched.h>
@@ -184,4 +185,27 @@ void lock_params(struct passthrough *pt, struct inode *in, const char *name,
 uint64_t deadline_for(const struct lock_params *lp)
 {
 	return lp->timeout_ns ? locking_now() + lp->timeout_ns : 0;
+}
+
+/* ---- reopening source inodes -------------------------------------------- */
+
+int reopen_inode(struct passthrough *pt, struct inode *in, int flags)
+{
+	int ipath = inode_fd_get(pt->inodes, in), fd, err;
+
+	if (ipath < 0)
+		return ipath;
+	fd = openat(pt->proc_fd, fdname(ipath), flags);
+	err = errno;
+	if (fd < 0 && inode_make_room(pt->inodes, err)) {
+		fd = openat(pt->proc_fd, fdname(ipath), flags);
+		err = errno;
+	}
+	inode_fd_put(pt->inodes, in, ipath);
+	if (fd >= 0)
+		return fd;
+	if (err == EMFILE || err == ENFILE)
+		log_limited(LOG_LVL_WARN, "cannot open inode %" PRIu64 ": %s", in->nodeid,
+			    strerror(err));
+	return -err;
 }

@@ -28,11 +28,10 @@ static int do_opendir(struct passthrough *pt, struct inode *in, struct dir_handl
 
 	if (!d)
 		return -ENOMEM;
-	fd = openat(pt->proc_fd, fdname(in->fd), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	fd = reopen_inode(pt, in, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (fd < 0) {
-		rc = -errno;
 		free(d);
-		return rc;
+		return fd;
 	}
 	d->dp = fdopendir(fd);
 	if (!d->dp) {

@@ -17,10 +17,15 @@
 static double entry_timeout_in(struct passthrough *pt, struct inode *dir)
 {
 	struct stat st;
+	int fd;
+	bool everyone;
 
-	if (pt->multi_user && dir && (fstat(dir->fd, &st) < 0 || !(st.st_mode & S_IXOTH)))
-		return 0;
-	return pt->cfg->entry_timeout;
+	if (!pt->multi_user || !dir)
+		return pt->cfg->entry_timeout;
+	fd = inode_fd_get(pt->inodes, dir);
+	everyone = fd >= 0 && fstat(fd, &st) == 0 && (st.st_mode & S_IXOTH);
+	inode_fd_put(pt->inodes, dir, fd);
+	return everyone ? pt->cfg->entry_timeout : 0;
 }
 
 void entry_init(struct passthrough *pt, struct fuse_entry_param *e, struct inode *dir)
@@ -28,23 +33,6 @@ void entry_init(struct passthrough *pt, struct fuse_entry_param *e, struct inode
 	memset(e, 0, sizeof(*e));
 	e->attr_timeout = pt->cfg->attr_timeout;
 	e->entry_timeout = entry_timeout_in(pt, dir);
-}
-
-/* Opens `name` in dir and stats what it opened: the descriptor, or -errno
- * (nothing left open). */
-static int open_path(int dir, const char *name, int flags, struct stat *st)
-{
-	int fd = openat(dir, name, flags);
-	int rc;
-
-	if (fd < 0)
-		return -errno;
-	if (fstat(fd, st) < 0) {
-		rc = -errno;
-		close(fd);
-		return rc;
-	}
-	return fd;
 }
 
 /* Looks `name` up in `dir` for the kernel: one more lookup on the result,
@@ -58,33 +46,18 @@ int do_lookup(struct passthrough *pt, struct inode *dir, const char *name,
 	int fd, rc;
 
 	entry_init(pt, e, dir);
-	if (strcmp(name, ".") == 0 || (strcmp(name, "..") == 0 && dir == inode_root(pt->inodes))) {
-		/* Only an NFS export asks for these (to decode file handles);
-		 * the root's parent is outside the mount. */
-		struct inode *self = strcmp(name, ".") == 0 ? dir : inode_root(pt->inodes);
-
-		if (fstat(self->fd, &st) < 0)
-			return -errno;
-		rc = inode_lookup(pt->inodes, NULL, NULL, &st, -1, &in);
-	} else if (strcmp(name, "..") == 0) {
-		fd = open_path(dir->fd, "..", O_PATH | O_CLOEXEC, &st);
-		if (fd < 0)
-			return fd;
-		rc = inode_lookup(pt->inodes, NULL, NULL, &st, fd, &in);
-	} else {
-		/* Stat first: a known inode needs no new descriptor. */
-		if (fstatat(dir->fd, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
-			return -errno;
-		rc = inode_lookup(pt->inodes, dir, name, &st, -1, &in);
-		if (rc == -ENOENT) {
-			/* The name may have changed hands since the stat: the
-			 * descriptor is the truth. */
-			fd = open_path(dir->fd, name, O_PATH | O_NOFOLLOW | O_CLOEXEC, &st);
-			if (fd < 0)
-				return fd;
-			rc = inode_lookup(pt->inodes, dir, name, &st, fd, &in);
-		}
-	}
+	fd = inode_fd_get(pt->inodes, dir);
+	if (fd < 0)
+		return fd;
+	/* Only an NFS export asks for . and .. (to decode file handles); the
+	 * root's parent is outside the mount. */
+	if (strcmp(name, ".") == 0 || (strcmp(name, "..") == 0 && dir == inode_root(pt->inodes)))
+		rc = inode_lookup_fd(pt->inodes, NULL, NULL, fd, &st, &in);
+	else if (strcmp(name, "..") == 0)
+		rc = inode_lookup_at(pt->inodes, NULL, fd, "..", &st, &in);
+	else
+		rc = inode_lookup_at(pt->inodes, dir, fd, name, &st, &in);
+	inode_fd_put(pt->inodes, dir, fd);
 	if (rc < 0)
 		return rc;
 	e->ino = in->nodeid;
@@ -138,12 +111,18 @@ void pt_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	struct stat st;
 	int rc = -ESTALE;
 
-	(void)fi;
 	in = inode_get(pt->inodes, ino);
-	if (in) {
-		rc = rc_errno(fstat(in->fd, &st));
-		inode_put(pt->inodes, in);
+	if (in && fi && S_ISREG(in->type)) {
+		/* fstat() of an open file: its own descriptor reaches it even
+		 * when a file system cannot reopen an unlinked file by handle. */
+		rc = rc_errno(fstat(handle_of(fi)->fd, &st));
+	} else if (in) {
+		int fd = inode_fd_get(pt->inodes, in);
+
+		rc = fd < 0 ? fd : rc_errno(fstat(fd, &st));
+		inode_fd_put(pt->inodes, in, fd);
 	}
+	inode_put(pt->inodes, in);
 	if (rc < 0)
 		reply_status(req, rc);
 	else

@@ -13,24 +13,23 @@ static int make_node(struct passthrough *pt, fuse_req_t req, struct inode *dir,
 		     const char *name, enum node_kind kind, mode_t mode, dev_t rdev,
 		     const char *link, struct fuse_entry_param *e, struct inode **out)
 {
-	int r;
+	int dfd, r;
 
-	switch (kind) {
-	case NODE_LOOKUP:
-		r = 0;
-		break;
-	case NODE_MKDIR:
-		r = mkdirat(dir->fd, name, create_mode(pt, req, mode));
-		break;
-	case NODE_SYMLINK:
-		r = symlinkat(link, dir->fd, name);
-		break;
-	default:
-		r = mknodat(dir->fd, name, create_mode(pt, req, mode), rdev);
-		break;
+	if (kind != NODE_LOOKUP) {
+		dfd = inode_fd_get(pt->inodes, dir);
+		if (dfd < 0)
+			return dfd;
+		if (kind == NODE_MKDIR)
+			r = mkdirat(dfd, name, create_mode(pt, req, mode));
+		else if (kind == NODE_SYMLINK)
+			r = symlinkat(link, dfd, name);
+		else
+			r = mknodat(dfd, name, create_mode(pt, req, mode), rdev);
+		r = rc_errno(r);
+		inode_fd_put(pt->inodes, dir, dfd);
+		if (r < 0)
+			return r;
 	}
-	if (r < 0)
-		return -errno;
 	return do_lookup(pt, dir, name, e, out);
 }
 
@@ -80,17 +79,20 @@ void pt_symlink(fuse_req_t req, const char *link, fuse_ino_t parent,
 static int do_link(struct passthrough *pt, struct inode *in, struct inode *dir,
 		   const char *name, struct fuse_entry_param *e, struct inode **out)
 {
+	int ifd = inode_fd_get(pt->inodes, in), dfd = inode_fd_get(pt->inodes, dir);
 	struct stat st;
 	int rc;
 
 	/* Through /proc: linkat(AT_EMPTY_PATH) would need CAP_DAC_READ_SEARCH,
 	 * which the caller's identity does not carry. */
-	if (linkat(pt->proc_fd, fdname(in->fd), dir->fd, name, AT_SYMLINK_FOLLOW) < 0)
-		return -errno;
-	if (fstat(in->fd, &st) < 0)
-		return -errno;
-	entry_init(pt, e, dir);
-	rc = inode_lookup(pt->inodes, dir, name, &st, -1, out);
+	rc = ifd < 0 ? ifd : dfd < 0 ? dfd
+		: rc_errno(linkat(pt->proc_fd, fdname(ifd), dfd, name, AT_SYMLINK_FOLLOW));
+	if (rc == 0) {
+		entry_init(pt, e, dir);
+		rc = inode_lookup_fd(pt->inodes, dir, name, ifd, &st, out);
+	}
+	inode_fd_put(pt->inodes, dir, dfd);
+	inode_fd_put(pt->inodes, in, ifd);
 	if (rc < 0)
 		return rc;
 	e->ino = (*out)->nodeid;
@@ -127,9 +129,12 @@ void pt_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
 
 	dir = inode_get(pt->inodes, parent);
 	if (dir) {
+		int dfd = inode_fd_get(pt->inodes, dir);
+
 		caller_enter(pt, req, &c);
-		rc = rc_errno(unlinkat(dir->fd, name, AT_REMOVEDIR));
+		rc = dfd < 0 ? dfd : rc_errno(unlinkat(dfd, name, AT_REMOVEDIR));
 		caller_leave(pt, &c);
+		inode_fd_put(pt->inodes, dir, dfd);
 		inode_put(pt->inodes, dir);
 	}
 	reply_status(req, rc);
@@ -143,11 +148,14 @@ void pt_readlink(fuse_req_t req, fuse_ino_t ino)
 	ssize_t n = -ESTALE;
 
 	if (in) {
-		n = readlinkat(in->fd, "", buf, sizeof(buf));
-		if (n < 0)
+		int fd = inode_fd_get(pt->inodes, in);
+
+		n = fd < 0 ? fd : readlinkat(fd, "", buf, sizeof(buf));
+		if (fd >= 0 && n < 0)
 			n = -errno;
 		else if ((size_t)n == sizeof(buf))
 			n = -ENAMETOOLONG;
+		inode_fd_put(pt->inodes, in, fd);
 		inode_put(pt->inodes, in);
 	}
 	if (n < 0) {

@@ -138,18 +138,20 @@ static void open_finish(struct open_op *op, int status)
 	if (S_ISREG(op->inode->type) && (flags & O_TRUNC)) {
 		/* Truncating a file that was replaced behind the mount's back
 		 * would hit somebody else's data: check before opening. */
-		if (fstat(op->inode->fd, &st) < 0) {
-			rc = -errno;
+		int ipath = inode_fd_get(pt->inodes, op->inode);
+
+		rc = ipath < 0 ? ipath : rc_errno(fstat(ipath, &st));
+		inode_fd_put(pt->inodes, op->inode, ipath);
+		if (rc < 0)
 			goto fail;
-		}
 		if (st.st_nlink == 0 && !inode_is_unlinked(pt->inodes, op->inode)) {
 			rc = -ESTALE;
 			goto fail;
 		}
 	}
 	const struct creds *prev = creds_enter(pt, &op->creds);
-	op->fd = openat(pt->proc_fd, fdname(op->inode->fd), reopen_flags(flags));
-	rc = op->fd < 0 ? -errno : 0;
+	op->fd = reopen_inode(pt, op->inode, reopen_flags(flags));
+	rc = op->fd < 0 ? op->fd : 0;
 	creds_leave(pt, prev);
 	if (rc < 0)
 		goto fail;
@@ -193,6 +195,17 @@ static void open_resume(struct lk_wait *w, int status)
 	open_finish(container_of(w, struct open_op, w), status);
 }
 
+/* Whether the thread's identity has access `mask` to `in`; an inode that
+ * cannot be reached counts as accessible (the stricter lock follows). */
+static bool may_access(struct passthrough *pt, struct inode *in, int mask)
+{
+	int fd = inode_fd_get(pt->inodes, in);
+	bool ok = fd < 0 || faccessat(pt->proc_fd, fdname(fd), mask, AT_EACCESS) == 0;
+
+	inode_fd_put(pt->inodes, in, fd);
+	return ok;
+}
+
 /* Whether the caller of `op` could modify the file: write it, or replace it
  * by a rename in its directory. A program that can do neither can only
  * read, so its reads never need update intent (and so can never keep a
@@ -208,12 +221,11 @@ static bool caller_can_modify(struct passthrough *pt, struct open_op *op)
 	if (!op->creds.active || op->creds.uid == 0)
 		return true;
 	prev = creds_enter(pt, &op->creds);
-	can = faccessat(pt->proc_fd, fdname(op->inode->fd), W_OK, AT_EACCESS) == 0;
+	can = may_access(pt, op->inode, W_OK);
 	if (!can) {
 		dir = inode_parent(pt->inodes, op->inode);
 		/* Unknown directory: assume it could. */
-		can = !dir || faccessat(pt->proc_fd, fdname(dir->fd), W_OK | X_OK,
-					AT_EACCESS) == 0;
+		can = !dir || may_access(pt, dir, W_OK | X_OK);
 		inode_put(pt->inodes, dir);
 	}
 	creds_leave(pt, prev);
@@ -401,7 +413,7 @@ void pt_create(fuse_req_t req, fuse_ino_t parent, const char *name,
 	struct lock_params lp;
 	enum open_kind kind;
 	struct stat st;
-	int fd = -1, rc, flags;
+	int fd = -1, dfd, rc, flags;
 
 	op = open_op_new(req, parent, fi, true, &dir);
 	if (!op)
@@ -409,21 +421,19 @@ void pt_create(fuse_req_t req, fuse_ino_t parent, const char *name,
 
 	/* Created (or found) without O_TRUNC: truncation waits for the lock. */
 	flags = reopen_flags(fi->flags) & ~O_TRUNC;
+	dfd = inode_fd_get(pt->inodes, dir);
 	prev = creds_enter(pt, &op->creds);
-	fd = open_or_create(dir->fd, name, flags, fi->flags & O_EXCL,
-			    create_mode(pt, req, mode), &op->created);
-	rc = fd < 0 ? fd : 0;
-	if (rc == 0)
-		rc = rc_errno(fstat(fd, &st));
-	if (rc == 0) {
-		rc = inode_lookup(pt->inodes, dir, name, &st, -1, &in);
-		if (rc == -ENOENT) {
-			int pfd = openat(pt->proc_fd, fdname(fd), O_PATH | O_CLOEXEC);
-
-			rc = pfd < 0 ? -errno : inode_lookup(pt->inodes, dir, name, &st, pfd, &in);
-		}
+	for (int tries = 0; tries < 2 && dfd >= 0; tries++) {
+		fd = open_or_create(dfd, name, flags, fi->flags & O_EXCL,
+				    create_mode(pt, req, mode), &op->created);
+		if (fd >= 0 || !inode_make_room(pt->inodes, -fd))
+			break;
 	}
+	rc = dfd < 0 ? dfd : fd < 0 ? fd : 0;
+	if (rc == 0)
+		rc = inode_lookup_fd(pt->inodes, dir, name, fd, &st, &in);
 	creds_leave(pt, prev);
+	inode_fd_put(pt->inodes, dir, dfd);
 	if (rc < 0) {
 		if (fd >= 0)
 			close(fd);
