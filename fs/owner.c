@@ -20,6 +20,19 @@
  * different thread (start time changed). Such an owner is moved to `dead` and
  * reported through an eventfd in the same epoll set.
  *
+ * What bounds the pidfds. An owner, and its pidfd, lives from the first lock
+ * request of its thread until that thread's exit is reaped, so the daemon
+ * holds one pidfd per live thread that has used the mount (plus exits not
+ * yet reaped, which the event thread reaps at once). With thread pidfds that
+ * is the whole bound. With process pidfds an exited thread of a live process
+ * gives no event, so a long-lived process that runs many short threads would
+ * leave one pidfd behind per thread: every time the owners outnumber
+ * twice what they were at the last sweep, each such owner is checked (its
+ * start time) and the vanished ones are reaped, which keeps the count within
+ * twice the live threads at amortized O(1) per new owner. Owners of live
+ * threads that hold and wait for nothing are not dropped: only the lock
+ * table knows that (see owner.h).
+ *
  * Heirs. When an owner is created we record who its heir would be (the main
  * thread for a thread, the parent for a process's main thread) and that
  * heir's identity, verified while both were alive: the parent's identity is
@@ -94,6 +107,7 @@ struct owners {
 	struct owner **by_id;         /* every owner not yet reaped, by id */
 	unsigned bits;                /* both tables have 1 << bits buckets */
 	unsigned count;               /* owners in by_id */
+	unsigned sweep_at;            /* count that triggers the next sweep */
 	uint64_t next_id;
 	struct owner *dead;           /* found gone by a lookup, see above */
 
@@ -446,6 +460,41 @@ static void grow(struct owners *o)
 	free(old_id);
 }
 
+enum liveness { OWNER_ALIVE, OWNER_EXITED, OWNER_VANISHED };
+
+static enum liveness check_alive(const struct owners *o, const struct owner *w);
+static void forget_tid(struct owners *o, struct owner *w, enum liveness how);
+
+/* Reaps thread owners whose thread vanished without an event (process
+ * pidfds only; see "What bounds the pidfds"). One /proc read per thread
+ * owner, once per doubling of the count. */
+static void sweep_vanished(struct owners *o)
+{
+	unsigned found = 0;
+
+	if (o->count < o->sweep_at)
+		return;
+	for (size_t b = 0; b < ((size_t)1 << o->bits); b++) {
+		struct owner *w = o->by_tid[b], *next;
+
+		for (; w; w = next) {
+			enum liveness l;
+
+			next = w->tid_next;
+			if (w->thread_pidfd || w->info.tid == w->info.pid)
+				continue;
+			l = check_alive(o, w);
+			if (l != OWNER_ALIVE) {
+				forget_tid(o, w, l);
+				found++;
+			}
+		}
+	}
+	o->sweep_at = 2 * (o->count - found > 32 ? o->count - found : 32);
+	if (found)
+		log_debug("owners: %u exited threads found by a sweep", found);
+}
+
 static int insert(struct owners *o, struct owner *w)
 {
 	struct epoll_event ev = { .events = EPOLLIN };
@@ -457,6 +506,8 @@ static int insert(struct owners *o, struct owner *w)
 		return -errno;
 	o->next_id++;
 	w->in_epoll = true;
+	if (!o->thread_pidfds)
+		sweep_vanished(o);
 	if (o->count >= (1u << o->bits))
 		grow(o);
 	b = bucket(o, w->info.id);
@@ -469,8 +520,6 @@ static int insert(struct owners *o, struct owner *w)
 	o->count++;
 	return 0;
 }
-
-enum liveness { OWNER_ALIVE, OWNER_EXITED, OWNER_VANISHED };
 
 static enum liveness check_alive(const struct owners *o, const struct owner *w)
 {
@@ -789,6 +838,7 @@ int owners_new(struct owners **out)
 		return -ENOMEM;
 	o->bits = 6;
 	o->next_id = 1;
+	o->sweep_at = 64;
 	o->epfd = o->evfd = -1;
 	o->by_tid = calloc((size_t)1 << o->bits, sizeof(*o->by_tid));
 	o->by_id = calloc((size_t)1 << o->bits, sizeof(*o->by_id));
