@@ -97,8 +97,15 @@ static inline struct passthrough *pt_of(fuse_req_t req)
 	return fuse_req_userdata(req);
 }
 
+/* Logs (rate-limited) a failure that says the source or the daemon is in
+ * trouble rather than that the caller asked for something impossible. */
+void note_failure(int rc);
+
 static inline void reply_status(fuse_req_t req, int rc)
 {
+	if (rc == -EIO || rc == -ENOSPC || rc == -EDQUOT || rc == -EMFILE || rc == -ENFILE ||
+	    rc == -ENOMEM)
+		note_failure(rc);
 	fuse_reply_err(req, -rc);
 }
 

@@ -209,3 +209,8 @@ int reopen_inode(struct passthrough *pt, struct inode *in, int flags)
 			    strerror(err));
 	return -err;
 }
+
+void note_failure(int rc)
+{
+	log_limited(LOG_LVL_WARN, "a request failed: %s", strerror(-rc));
+}
