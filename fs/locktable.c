@@ -2297,6 +2297,25 @@ void lt_stats_reset(struct lock_table *t)
 	}
 }
 
+/* The largest wait bucket i can hold that was actually seen. The bucket's
+ * own bound alone overshoots: a percentile in the bucket of the longest wait
+ * would read up to twice that wait, above the maximum lockstat prints beside
+ * it. Every wait in the bucket is at most both bounds, so the smaller one is
+ * still an upper estimate of the percentile, and still below twice it (the
+ * bucket's floor is at most the percentile). The last bucket has no bound of
+ * its own. The floor at the minimum only matters for a histogram that does
+ * not match min and max (one filled by hand); the table never makes one. */
+static uint64_t bucket_top(const struct lt_stats *s, unsigned i)
+{
+	uint64_t top = i + 1 < LT_HIST_BUCKETS ? (2ull << i) - 1 : UINT64_MAX;
+
+	if (top > s->wait_max_ns)
+		top = s->wait_max_ns;
+	if (top < s->wait_min_ns)
+		top = s->wait_min_ns;
+	return top;
+}
+
 uint64_t lt_stats_wait_percentile(const struct lt_stats *s, double pct)
 {
 	uint64_t total = 0, cum = 0, want;
@@ -2321,9 +2340,9 @@ uint64_t lt_stats_wait_percentile(const struct lt_stats *s, double pct)
 	for (unsigned i = 0; i < LT_HIST_BUCKETS; i++) {
 		cum += s->wait_hist[i];
 		if (cum >= want)
-			return 2ull << i;
+			return bucket_top(s, i);
 	}
-	return 2ull << (LT_HIST_BUCKETS - 1);
+	return bucket_top(s, LT_HIST_BUCKETS - 1);
 }
 
 /* ------------------------------------------------------------ inspection */

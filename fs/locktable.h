@@ -427,8 +427,11 @@ int lt_foreach_stats(const struct lock_table *t,
 		     int (*fn)(void *arg, lt_file_t file, const struct lt_stats *s),
 		     void *arg);
 void lt_stats_reset(struct lock_table *t);
-/* The smallest bucket bound below which at least pct percent of the waits
- * fall (an upper estimate, within a factor of 2), 0 when there were none. */
+/* An upper estimate of the pct-th percentile wait, 0 when there were none:
+ * the top of the histogram bucket where that percentile falls, or the
+ * longest wait when that is smaller. It is never above wait_max_ns nor below
+ * wait_min_ns, and less than twice the true percentile (bucket 0, waits of 0
+ * or 1 ns, reads 1 at most). */
 uint64_t lt_stats_wait_percentile(const struct lt_stats *s, double pct);
 
 /* Inspection for lockstat and tests. */

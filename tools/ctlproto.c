@@ -435,6 +435,12 @@ static int rec_stat(struct parser *ps, const struct field *f, size_t nf)
 	for (size_t i = 0; i < sizeof(dst) / sizeof(dst[0]) && 2 + i < nf; i++)
 		if (!num(&f[2 + i], false, dst[i]))
 			return fail(ps, "bad number in stat record");
+	/* Older daemons sent the top of the percentile's histogram bucket,
+	 * which can be nearly twice the longest wait they sent beside it.
+	 * Every wait is at most the longest, so the longest is the better
+	 * upper estimate, and the figures never contradict each other. */
+	if (s->wait_p99_ns > s->wait_max_ns)
+		s->wait_p99_ns = s->wait_max_ns;
 	return 0;
 }
 

@@ -71,6 +71,7 @@ struct ctl_fileinfo {
 struct ctl_stat {
 	struct ctl_file file;
 	long long acquisitions, contentions, waits;
+	/* wait_p99_ns is never above wait_max_ns (see rec_stat). */
 	long long wait_min_ns, wait_mean_ns, wait_p99_ns, wait_max_ns, wait_total_ns;
 	long long holds, hold_mean_ns, hold_max_ns;
 	long long eagain, edeadlk, timeouts, eintr;
