@@ -603,3 +603,10 @@ void locking_forget(struct locking *l, lt_file_t file)
 	lt_forget(l->lt, file);
 	unlock_and_resume(l);
 }
+
+void locking_forget_dead(struct locking *l, lt_file_t file)
+{
+	pthread_mutex_lock(&l->mu);
+	lt_forget_dead(l->lt, file);
+	unlock_and_resume(l);
+}

@@ -71,6 +71,10 @@ void locking_gone(struct locking *l, lt_file_t file);
 /* The daemon no longer knows `file` (its inode was freed, so the file system
  * may reuse the id): drops the replaced/gone marks, see lt_forget(). */
 void locking_forget(struct locking *l, lt_file_t file);
+/* The same, for an inode the daemon frees with no link left (st_nlink 0 on
+ * its pinned descriptor): its number goes to the next new file, which must
+ * not show this one's statistics (lt_forget_dead). */
+void locking_forget_dead(struct locking *l, lt_file_t file);
 
 /* A consistent copy of the lock table for lockstat, taken under the table's
  * mutex in one pass (no system calls while it is held) and then handed to

@@ -612,6 +612,22 @@ static void stats_wait(struct frec *f, uint64_t d, int status)
 	s->hist[b]++;
 }
 
+/* Zeroes a file's statistics, and frees its record when nothing else is
+ * kept in it. What was learned of the file is no statistic: dropping it
+ * would change what later requests get. The time of the last write decides
+ * whether an unused lease may teach that the file is calm, so it stays while
+ * calm files are learned at all (without learning it is only shown). */
+static void file_clear_stats(struct lock_table *t, struct frec *f)
+{
+	memset(&f->s, 0, sizeof(f->s));
+	free(f->rare);
+	f->rare = NULL;
+	if (f->st || f->calm || f->advisory || (f->last_write && t->cfg.calm_after_ns))
+		return;
+	ht_remove(&t->files, &f->hl, mix64(f->id));
+	free(f);
+}
+
 /* The counters below live in the rare block; see file_rare(). */
 static void stats_peek(struct frec *f)
 {
@@ -2125,7 +2141,7 @@ void lt_gone(struct lock_table *t, lt_file_t file, uint64_t now)
 	finish(t, now);
 }
 
-void lt_forget(struct lock_table *t, lt_file_t file)
+static void forget(struct lock_table *t, lt_file_t file, bool dead)
 {
 	struct mark *m = mark_find(t, file);
 	struct frec *f = file_find(t, file);
@@ -2136,6 +2152,15 @@ void lt_forget(struct lock_table *t, lt_file_t file)
 		f->advisory = false;
 		f->last_write = 0;
 	}
+	/* The daemon pins a file while it knows it, so its id cannot name
+	 * another file before this call; a file that has no name left will
+	 * never be seen again, and the next file with its id must not show its
+	 * figures. A "gone" mark says so (the daemon only reports a removal
+	 * that left no link); a file replaced by a rename may keep another
+	 * link, so only the daemon can tell (lt_forget_dead). A lease that
+	 * outlives the file still ends on this record and counts its hold. */
+	if (f && (dead || (m && m->gone)))
+		file_clear_stats(t, f);
 
 	/* A current file that marks lead to keeps its name, and so its id:
 	 * nothing to drop. */
@@ -2147,6 +2172,16 @@ void lt_forget(struct lock_table *t, lt_file_t file)
 			   m->to, m->gone);
 	mark_point(t, m, NULL, false);
 	mark_put(t, m);
+}
+
+void lt_forget(struct lock_table *t, lt_file_t file)
+{
+	forget(t, file, false);
+}
+
+void lt_forget_dead(struct lock_table *t, lt_file_t file)
+{
+	forget(t, file, true);
 }
 
 void lt_tick(struct lock_table *t, uint64_t now)
@@ -2277,22 +2312,11 @@ int lt_foreach_stats(const struct lock_table *t,
 void lt_stats_reset(struct lock_table *t)
 {
 	for (size_t i = 0; i <= t->files.mask; i++) {
-		struct hlink **p = &t->files.b[i];
+		struct hlink *l = t->files.b[i], *next;
 
-		while (*p) {
-			struct frec *f = container_of(*p, struct frec, hl);
-
-			memset(&f->s, 0, sizeof(f->s));
-			free(f->rare);
-			f->rare = NULL;
-			/* What was learned of the file is no statistic. */
-			if (f->st || f->calm || f->advisory) {
-				p = &(*p)->next;
-				continue;
-			}
-			*p = f->hl.next;
-			t->files.n--;
-			free(f);
+		for (; l; l = next) {
+			next = l->next;
+			file_clear_stats(t, container_of(l, struct frec, hl));
 		}
 	}
 }

@@ -382,9 +382,17 @@ void lt_gone(struct lock_table *t, lt_file_t file, uint64_t now);
 /* The daemon forgot `file` (it freed its inode; the id may be reused for a
  * new file): drops its mark, if any, and files marked as replaced by it are
  * from then on replaced by what replaced it (or gone, if it was). A file
- * without a mark keeps its name and id: nothing changes. Holds, leases,
- * waiters and statistics are untouched. */
+ * without a mark keeps its name and id: nothing changes. Holds, leases and
+ * waiters are untouched. What was learned of an idle file (calm, advisory,
+ * last write) goes: a new file with the id must learn afresh. Statistics
+ * stay, except those of a file marked "gone" (lt_gone: it has no name left,
+ * so the next file with its id is another one): they go, and the file
+ * reads as never seen once nothing else keeps its record. */
 void lt_forget(struct lock_table *t, lt_file_t file);
+/* The same, for a file the daemon knows to have no name left (no link on
+ * the inode it frees: removed through the mount or behind its back, or
+ * replaced by a rename): its statistics go, marked or not. */
+void lt_forget_dead(struct lock_table *t, lt_file_t file);
 
 /* Expires leases and wait deadlines due at `now`. */
 void lt_tick(struct lock_table *t, uint64_t now);
@@ -397,7 +405,8 @@ uint64_t lt_next_deadline(const struct lock_table *t);
 struct lt_request *lt_take_decided(struct lock_table *t);
 
 /* Contention statistics per file, kept from the first acquisition until
- * lt_stats_reset(), including for files that are idle now. A contention is a
+ * lt_stats_reset() (or until a removed file is forgotten: see lt_forget),
+ * including for files that are idle now. A contention is a
  * request that had to wait (parked), whatever its outcome. Wait times are
  * recorded when a parked request is decided; hold times when a hold ends
  * (lease time included; a hold passed to an heir has not ended). Waits and
@@ -426,6 +435,8 @@ int lt_stats_get(const struct lock_table *t, lt_file_t file, struct lt_stats *ou
 int lt_foreach_stats(const struct lock_table *t,
 		     int (*fn)(void *arg, lt_file_t file, const struct lt_stats *s),
 		     void *arg);
+/* Zeroes every file's statistics. Locks and what the table learned of the
+ * files (lt_file_info) are untouched: no request is answered differently. */
 void lt_stats_reset(struct lock_table *t);
 /* An upper estimate of the pct-th percentile wait, 0 when there were none:
  * the top of the histogram bucket where that percentile falls, or the

@@ -2529,8 +2529,8 @@ static void test_stats_block_freed(void **state)
 	assert_int_equal(rd(x, &a, FA, OA, 0), 0);
 	mk(&p, FA, OB, LT_EXCL, LT_F_NONBLOCK, 0, 0);
 	assert_int_equal(acq(x, &p), LT_PEEK);
-	/* A removed file that the daemon then forgets: its statistics, block
-	 * included, stay until a reset (see lt_forget). */
+	/* A removed file that the daemon then forgets: its record and block
+	 * go at once (see lt_forget); LeakSanitizer would see them leak. */
 	assert_int_equal(wr(x, &c, FC, OC), 0);
 	mk(&b, FC, OB, LT_EXCL, LT_F_WRITE | LT_F_NONBLOCK, 0, 0);
 	assert_int_equal(acq(x, &b), -EAGAIN);
@@ -2538,9 +2538,7 @@ static void test_stats_block_freed(void **state)
 	lt_gone(x->t, FC, x->now);
 	lt_forget(x->t, FC);
 	assert_int_equal(lt_mark_count(x->t), 0);
-	s = stats(x, FC);
-	assert_int_equal(s.acquisitions, 1);
-	assert_int_equal(s.fail_eagain, 1);
+	assert_int_equal(lt_stats_get(x->t, FC, &s), -ENOENT);
 	/* FB keeps its block until lt_free (teardown): LeakSanitizer checks
 	 * that lt_free releases it. */
 	assert_int_equal(wr(x, &c, FB, OC), 0);
@@ -2581,6 +2579,73 @@ static void test_stats_block_freed(void **state)
 	/* And the busy FB, with a fresh block after the reset. */
 	assert_int_equal(acq(x, &b), -EAGAIN);
 	assert_int_equal(stats(x, FB).fail_eagain, 1);
+}
+
+/* One contended write: OA holds, OB waits 50 ns. */
+static void contend(struct fx *x, lt_file_t f)
+{
+	struct lt_request a, b;
+
+	assert_int_equal(wr(x, &a, f, OA), 0);
+	assert_int_equal(wr(x, &b, f, OB), -EINPROGRESS);
+	x->now += 50;
+	assert_int_equal(rel(x, f, OA, true), 0);
+	expect_decided(x, &b, 0);
+	assert_int_equal(rel(x, f, OB, true), 0);
+}
+
+/* File ids are inode numbers: once a removed file is forgotten, a new file
+ * may get its id, and must not show the old one's figures. */
+static void test_forget_removed_starts_clean(void **state)
+{
+	struct fx *x = *state;
+	const lt_file_t lf = FC + 1;
+	struct lt_request a, r;
+	struct lt_stats s;
+
+	contend(x, FA);
+	/* Forgotten with its name: the same file when it comes back. */
+	lt_forget(x->t, FA);
+	assert_int_equal(stats(x, FA).acquisitions, 2);
+	/* Removed, then forgotten: the next FA is another file. */
+	lt_gone(x->t, FA, x->now);
+	assert_int_equal(stats(x, FA).acquisitions, 2);
+	lt_forget(x->t, FA);
+	assert_int_equal(lt_stats_get(x->t, FA, &s), -ENOENT);
+	assert_int_equal(wr(x, &a, FA, OC), 0);
+	assert_int_equal(rel(x, FA, OC, true), 0);
+	s = stats(x, FA);
+	assert_int_equal(s.acquisitions + s.holds, 2);
+	assert_int_equal(s.contentions + s.waits + s.wait_max_ns, 0);
+
+	/* Replaced by a rename: it may live on under another link, so only
+	 * the daemon, which sees its link count, says it is dead. */
+	contend(x, FB);
+	lt_replace(x->t, FB, FC, x->now);
+	lt_forget(x->t, FB);
+	assert_int_equal(stats(x, FB).acquisitions, 2);
+	lt_forget_dead(x->t, FB);
+	assert_int_equal(lt_stats_get(x->t, FB, &s), -ENOENT);
+	/* Removed behind the daemon's back: no mark at all. */
+	contend(x, FC);
+	lt_forget_dead(x->t, FC);
+	assert_int_equal(lt_stats_get(x->t, FC, &s), -ENOENT);
+	lt_forget_dead(x->t, FC); /* an unknown file: harmless */
+
+	/* A lease outlives its file: the lock is untouched, its end counts
+	 * as the record's one hold. */
+	contend(x, lf);
+	assert_int_equal(rd(x, &r, lf, OA, 100), 0);
+	assert_int_equal(rel(x, lf, OA, false), 0);
+	lt_gone(x->t, lf, x->now);
+	lt_forget(x->t, lf);
+	s = stats(x, lf);
+	assert_int_equal(s.acquisitions, 0);
+	assert_int_equal(s.holds, 0);
+	assert_int_equal(holder(x, lf).owner, OA);
+	lt_tick(x->t, x->now + 100);
+	assert_int_equal(lt_holders(x->t, lf, NULL, 0), 0);
+	assert_int_equal(stats(x, lf).holds, 1);
 }
 
 /* What a held file costs the table: its record, its state and the hold, plus
@@ -3158,15 +3223,18 @@ static void test_calm_not_without_waiter(void **state)
 	assert_int_equal(upd(x, &c, FA, OC, 100, 0x7100, 0), -EINPROGRESS);
 }
 
-static void test_calm_not_when_written_lately(void **state)
+static void calm_not_when_written_lately(struct fx *x, bool reset)
 {
-	struct fx *x = *state;
 	struct lt_request w, a, b, c, d;
 
 	configure(x, 500, 0, 0);
 	assert_int_equal(wr(x, &w, FA, OD), 0); /* last write: 1000 */
 	x->now = 1010;
 	assert_int_equal(rel(x, FA, OD, true), 0);
+	if (reset) {
+		lt_stats_reset(x->t);
+		assert_int_equal(info(x, FA).last_write, 1000);
+	}
 	x->now = 1100;
 	assert_int_equal(upd(x, &a, FA, OA, 100, PR_U, 0), 0);
 	assert_int_equal(rel(x, FA, OA, false), 0);
@@ -3189,6 +3257,29 @@ static void test_calm_not_when_written_lately(void **state)
 	expect_decided(x, &d, 0);
 	assert_true(info(x, FA).calm);
 	assert_int_equal(stats(x, FA).calm_learned, 1);
+}
+
+static void test_calm_not_when_written_lately(void **state)
+{
+	calm_not_when_written_lately(*state, false);
+}
+
+/* Resetting the statistics changes no answer: the time of the last write
+ * is what learning needs, not a statistic. */
+static void test_calm_not_when_written_lately_reset(void **state)
+{
+	struct fx *x = *state;
+	struct lt_file_info i;
+
+	calm_not_when_written_lately(x, true);
+	/* Without learning the time of a write decides nothing: an idle file
+	 * that learned nothing loses its record with its statistics. */
+	configure(x, 0, 0, 0);
+	assert_int_equal(rel(x, FA, OA, false), 0);
+	lt_tick(x->t, 10000);
+	lt_file_written(x->t, FA, x->now);
+	lt_stats_reset(x->t);
+	assert_int_equal(lt_file_info(x->t, FA, &i), -ENOENT);
 }
 
 static void test_calm_not_when_lease_wrote(void **state)
@@ -4143,6 +4234,7 @@ int main(void)
 		T(test_stats_scripted),
 		T(test_stats_hist_extremes),
 		T(test_stats_percentile_within_min_max),
+		T(test_forget_removed_starts_clean),
 		T(test_stats_reset),
 		T(test_stats_uncontended_without_block),
 		T(test_stats_block_on_first_rare_event),
@@ -4159,6 +4251,7 @@ int main(void)
 		T(test_calm_applies_to_live_holds),
 		T(test_calm_not_without_waiter),
 		T(test_calm_not_when_written_lately),
+		T(test_calm_not_when_written_lately_reset),
 		T(test_calm_not_when_lease_wrote),
 		T(test_advisory),
 		T(test_advisory_behind_mark),
