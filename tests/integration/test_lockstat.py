@@ -476,6 +476,46 @@ class TestStatistics(LockstatCase):
             self.assertEqual([(r["PATH"], r["CONTENTIONS"]) for r in rows], [("busy.txt", "3")])
             self.assertEqual(self.mount_doc(m, "--stats")["stats"], [])
 
+    def test_new_file_on_a_removed_files_inode_starts_clean(self):
+        # Statistics are kept per inode. Once a file removed through the
+        # mount is forgotten, the source may give its inode number to a new
+        # file, which must not show the old file's contention.
+        with Mount() as m:
+            with open(m.src_path("old.txt"), "w") as f:
+                f.write("x")
+            self.contended_run(m, "old.txt", hold_extra=0)
+            self.poll(m, lambda d: not d["waiters"] and not d["locks"], "the end of the run")
+            old = {s["path"]: s for s in self.mount_doc(m, "--stats")["stats"]}["old.txt"]
+            self.assertEqual(old["contentions"], 3)
+            ino = os.stat(m.src_path("old.txt")).st_ino
+            os.unlink(os.path.join(m.mnt, "old.txt"))
+            reused = None
+            # The kernel forgets the removed inode a little later; until then
+            # lockfs keeps it, and the number, in use.
+            for i in range(300):
+                name = "new%d.txt" % i
+                with open(os.path.join(m.mnt, name), "w"):
+                    pass
+                if os.stat(m.src_path(name)).st_ino == ino:
+                    reused = name
+                    break
+            if reused is None:
+                self.skipTest("the source file system gave no new file inode %d again" % ino)
+            with open(os.path.join(m.mnt, reused)) as f:
+                f.read()
+            stats = {s["path"]: s for s in self.mount_doc(m, "--stats", "--top", "0")["stats"]}
+            self.assertIn(reused, stats)
+            new = stats[reused]
+            self.assertEqual((new["contentions"], new["waits"], new["wait_max_ns"]), (0, 0, 0),
+                             "%s inherited old.txt's statistics: %s" % (reused, new))
+            self.assertLessEqual(new["acquisitions"], 2, new)
+            # Nor do the old figures stay under the removed file's key.
+            self.assertEqual([s for s in stats.values() if s["contentions"]], [])
+            _, rows = self.table("--stats", "-o", "PATH,ACQUISITIONS,CONTENTIONS", m.mnt)
+            row = [r for r in rows if r["PATH"] == reused]
+            self.assertEqual(len(row), 1)
+            self.assertEqual(row[0]["CONTENTIONS"], "0")
+
     def test_nonblocking_failures_are_counted(self):
         with Mount() as m:
             with open(m.src_path("f.txt"), "w") as f:
