@@ -79,7 +79,10 @@
  * Left out of the model (too costly for what they would add here; the
  * invariant checker test_random_model in test_locktable.c covers them):
  * marks and moves (lt_replace, lt_gone, lt_forget, -ESTALE and the retry
- * rules), lt_stats_reset, -ENOMEM, the walk's edge budget. Owner families
+ * rules), -ENOMEM, the walk's edge budget. lt_stats_reset is modelled: it
+ * zeroes the statistics and must change no answer (what was learned of a
+ * file, its last write included, stays); schedules reset at fixed steps,
+ * which draw nothing from the random stream, so seeds replay as before. Owner families
  * are constant per owner (a thread stays in its process) and exits name
  * heir_proc consistently, as the daemon does; heirs are threads of the
  * same process or of an ancestor process, as the daemon names them.
@@ -1095,6 +1098,26 @@ static void m_advisory(struct model *m, int f, uint64_t now)
 	settle(m, now);
 }
 
+/* Statistics go; a record stays while the file has holds or waiters or
+ * while what was learned of it can still matter. */
+static void m_reset(struct model *m)
+{
+	for (int f = 1; f <= NF; f++) {
+		struct m_file *F = &m->f[f];
+		bool busy = false;
+
+		for (int i = 0; i < MH; i++)
+			busy |= m->h[i].used && m->h[i].f == f;
+		for (int i = 0; i < MW; i++)
+			busy |= m->w[i].used && m->w[i].f == f;
+		memset(&F->s, 0, sizeof(F->s));
+		F->known = F->known && (busy || F->calm || F->advisory ||
+					(F->last_write && m->cfg.calm_after_ns));
+		if (!F->known)
+			F->last_write = 0;
+	}
+}
+
 static void m_written(struct model *m, int f, uint64_t now)
 {
 	if (!m->f[f].known)
@@ -1264,7 +1287,7 @@ struct totals {
 };
 
 enum opk { OP_ACQ, OP_REL, OP_BAR, OP_TICK, OP_CANCEL, OP_EXIT, OP_ADVISORY,
-	   OP_WRITTEN };
+	   OP_WRITTEN, OP_RESET };
 
 struct op {
 	enum opk k;
@@ -1302,6 +1325,7 @@ struct sched {
 	struct grant g[NG];
 	int ng;
 	struct fcount fc[NF + 1];
+	struct fcount fc0[NF + 1]; /* fc at the last statistics reset */
 	unsigned advisories;
 	bool busy;              /* what the busy hook answers */
 	char log[NLOG][320];
@@ -1849,7 +1873,13 @@ static void check_stats_counts(struct sched *s)
 
 	for (int f = 1; f <= NF; f++) {
 		struct lt_stats st;
-		const struct fcount *c = &s->fc[f];
+		const struct fcount *c1 = &s->fc[f], *c0 = &s->fc0[f];
+		const struct fcount since = {
+			c1->acq - c0->acq, c1->parked - c0->parked, c1->waits - c0->waits,
+			c1->eagain - c0->eagain, c1->edeadlk - c0->edeadlk,
+			c1->timeout - c0->timeout, c1->intr - c0->intr,
+			c1->peeks - c0->peeks, c1->passes - c0->passes,
+		}, *c = &since;
 
 		if (lt_stats_get(s->t, (lt_file_t)f, &st) != 0)
 			continue;
@@ -1904,6 +1934,10 @@ static int apply_real(struct sched *s, const struct op *op)
 	case OP_WRITTEN:
 		lt_file_written(t, op->f, s->now);
 		return 0;
+	case OP_RESET:
+		lt_stats_reset(t);
+		memcpy(s->fc0, s->fc, sizeof(s->fc0));
+		return 0;
 	}
 	return 0;
 }
@@ -1939,6 +1973,9 @@ static int apply_model(struct sched *s, struct model *m, const struct op *op, ui
 		break;
 	case OP_WRITTEN:
 		m_written(m, (int)op->f, s->now);
+		break;
+	case OP_RESET:
+		m_reset(m);
 		break;
 	}
 	return rc;
@@ -1980,6 +2017,9 @@ static void describe(struct sched *s, const struct op *op, char *buf, size_t n)
 		break;
 	case OP_WRITTEN:
 		snprintf(buf, n, "t=%" PRIu64 " file_written f%" PRIu64, s->now, op->f);
+		break;
+	case OP_RESET:
+		snprintf(buf, n, "t=%" PRIu64 " stats_reset", s->now);
 		break;
 	}
 }
@@ -2650,8 +2690,14 @@ static void run_schedule(uint64_t seed, unsigned steps, bool trace, struct total
 	for (int i = 0; i < NLIVE; i++)
 		new_live(s, i);
 
-	for (s->step = 0; s->step < steps; s->step++)
+	for (s->step = 0; s->step < steps; s->step++) {
+		if (s->step == steps / 3 || s->step == steps / 3 * 2) {
+			struct op reset = { .k = OP_RESET };
+
+			run_op(s, &reset);
+		}
 		step(s);
+	}
 
 	/* Everything drains: all handles closed, all leases run out (on an
 	 * idle machine), and then nothing may still wait. */
