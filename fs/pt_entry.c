@@ -78,14 +78,24 @@ void reply_entry(struct passthrough *pt, fuse_req_t req, int rc,
 	}
 	inode_put(pt->inodes, in);
 }
-/* The inode table frees an entry: its source inode may now be freed and its
- * number reused for a new file, which must not inherit the old file's
- * marks in the lock table (replaced, gone). */
+
+/* The inode table frees an entry (or finds it stale): its source inode may
+ * now be freed and its number reused for a new file, which must inherit
+ * neither the old file's marks in the lock table (replaced, gone) nor its
+ * statistics. A stale entry's number names another file already; a kept
+ * descriptor still pins the inode, so no link left means the same. An
+ * entry known by handle only, freed while its file still had a name, keeps
+ * its statistics: the file may well come back under the same number. */
 void forget_key(void *arg, struct inode *in)
 {
 	struct passthrough *pt = arg;
+	struct stat st;
 
-	if (S_ISREG(in->type))
+	if (!S_ISREG(in->type))
+		return;
+	if (in->stale || (in->fd >= 0 && fstat(in->fd, &st) == 0 && st.st_nlink == 0))
+		locking_forget_dead(pt->locking, in->key);
+	else
 		locking_forget(pt->locking, in->key);
 }
 
