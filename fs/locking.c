@@ -288,12 +288,7 @@ void locking_gone(struct locking *l, lt_file_t file)
 
 int locking_owner(struct locking *l, fuse_req_t req, lt_owner_t *owner)
 {
-	const struct fuse_ctx *ctx = fuse_req_ctx(req);
-
-	/* The kernel sends pid 0 for requests it makes on its own behalf. */
-	if (ctx->pid <= 0)
-		return -ESRCH;
-	return owner_lookup(l->owners, ctx->pid, owner);
+	return owner_of_caller(l->owners, fuse_req_ctx(req)->pid, owner);
 }
 
 struct owners *locking_owners(struct locking *l)

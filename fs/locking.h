@@ -49,8 +49,10 @@ int locking_start(struct locking *l);
 void locking_stop(struct locking *l);
 void locking_free(struct locking *l);
 
-/* The lock owner for the request's caller (its thread), 0 and *owner set,
- * or -errno (the caller vanished). */
+/* The lock owner for the request's caller (its thread): 0 and *owner set;
+ * -ESRCH when the caller is gone (go on without a lock); -ENOLCK when the
+ * daemon cannot tell who it is (fail the request with it: never run it
+ * unlocked). See owner_of_caller(). */
 int locking_owner(struct locking *l, fuse_req_t req, lt_owner_t *owner);
 
 /* See the top of this file. w->lt.owner must be set (locking_owner). */

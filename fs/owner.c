@@ -43,6 +43,15 @@
  * whose identity matches. Guarantee: locks are never handed to a process that
  * merely reuses the parent's pid; the price is that a child reparented to a
  * subreaper or init has no heir.
+ *
+ * Failing closed. Only a task that is really gone is reported as -ESRCH: a
+ * request from a caller that exited meanwhile has nobody left to protect and
+ * may go on without a lock. Anything else that keeps the daemon from telling
+ * who a caller is (no descriptor left for its pidfd or for a /proc read, a
+ * full epoll set, /proc unreadable) is an error of its own, and
+ * owner_of_caller() turns it into a refusal of the request: an open that
+ * proceeded without its lock would be the very lost update lockfs exists to
+ * prevent, and nobody would ever see why.
  */
 #include "owner.h"
 
@@ -290,12 +299,16 @@ static bool pidfd_exited(int pidfd)
 	return poll(&p, 1, 0) > 0;
 }
 
-/* Start time + 1, so that 0 can mean "none". */
-static uint64_t start_ident(pid_t tid)
+/* Start time + 1, so that 0 can mean "none", in *ident; 0 or -errno.
+ * Only -ESRCH says the task is gone: running out of descriptors for the
+ * /proc read must not pass for an exit (see "Failing closed"). */
+static int start_ident(pid_t tid, uint64_t *ident)
 {
 	struct proc_stat st;
+	int rc = read_stat(tid, &st);
 
-	return read_stat(tid, &st) == 0 ? st.starttime + 1 : 0;
+	*ident = rc == 0 ? st.starttime + 1 : 0;
+	return rc;
 }
 
 static uint64_t fd_ino(int fd)
@@ -305,20 +318,21 @@ static uint64_t fd_ino(int fd)
 	return fstat(fd, &st) == 0 ? (uint64_t)st.st_ino : 0;
 }
 
-/* The identity of process `pid` as it is now; 0 if it cannot be had. */
-static uint64_t process_ident(const struct owners *o, pid_t pid)
+/* The identity of process `pid` as it is now in *ident; 0, or -ESRCH when
+ * it is gone (*ident = 0), or another -errno when it cannot be had. */
+static int process_ident(const struct owners *o, pid_t pid, uint64_t *ident)
 {
-	uint64_t id;
 	int fd;
 
+	*ident = 0;
 	if (!o->ino_ident)
-		return start_ident(pid);
+		return start_ident(pid, ident);
 	fd = sys_pidfd_open(pid, 0);
 	if (fd < 0)
-		return 0;
-	id = fd_ino(fd);
+		return errno == EINVAL || errno == ESRCH ? -ESRCH : -errno;
+	*ident = fd_ino(fd);
 	close(fd);
-	return id;
+	return *ident ? 0 : -EIO;
 }
 
 /* Linux >= 6.15 publishes a task's wait status on its pidfd once the task is
@@ -523,14 +537,21 @@ static int insert(struct owners *o, struct owner *w)
 
 static enum liveness check_alive(const struct owners *o, const struct owner *w)
 {
+	uint64_t start;
+	int rc;
+
 	if (pidfd_exited(w->pidfd))
 		return OWNER_EXITED;
 	/* A process pidfd says nothing about one of its other threads: only
 	 * the start time can (one small /proc read under owners_lock, and
-	 * only on kernels before 6.9). */
-	if (!w->thread_pidfd && w->info.tid != w->info.pid &&
-	    start_ident(w->info.tid) != w->ident)
-		return OWNER_VANISHED;
+	 * only on kernels before 6.9). A read that fails for another reason
+	 * than the thread's absence proves nothing: the owner keeps its
+	 * locks. */
+	if (!w->thread_pidfd && w->info.tid != w->info.pid) {
+		rc = start_ident(w->info.tid, &start);
+		if (rc == -ESRCH || (rc == 0 && start != w->ident))
+			return OWNER_VANISHED;
+	}
 	return OWNER_ALIVE;
 }
 
@@ -568,7 +589,7 @@ static int owner_build(const struct owners *o, pid_t tid, struct owner **out)
 {
 	struct owner *w = calloc(1, sizeof(*w));
 	struct proc_status st, st2;
-	uint64_t start = 0;
+	uint64_t start = 0, again = 0;
 	pid_t heir_pid;
 	int rc;
 
@@ -590,12 +611,11 @@ static int owner_build(const struct owners *o, pid_t tid, struct owner **out)
 	} else {
 		/* The pidfd can only name the process: learn which first,
 		 * and pin the thread's identity by its start time. */
-		start = start_ident(tid);
-		rc = read_status(tid, &st);
-		if (rc || !start) {
-			rc = rc ? rc : -ESRCH;
+		rc = start_ident(tid, &start);
+		if (!rc)
+			rc = read_status(tid, &st);
+		if (rc)
 			goto fail;
-		}
 		w->pidfd = sys_pidfd_open(st.tgid, 0);
 		if (w->pidfd < 0) {
 			rc = errno == EINVAL ? -ESRCH : -errno;
@@ -603,11 +623,9 @@ static int owner_build(const struct owners *o, pid_t tid, struct owner **out)
 		}
 	}
 	if (!o->ino_ident && !start) {
-		start = start_ident(tid);
-		if (!start) {
-			rc = -ESRCH;
+		rc = start_ident(tid, &start);
+		if (rc)
 			goto fail;
-		}
 	}
 	w->info.pid = st.tgid;
 	w->info.ppid = st.ppid;
@@ -621,7 +639,12 @@ static int owner_build(const struct owners *o, pid_t tid, struct owner **out)
 	 * again after taking its identity. */
 	heir_pid = tid != st.tgid ? st.tgid : st.ppid;
 	if (heir_pid > 1 && st.tgid != getpid() && heir_pid != getpid()) {
-		w->heir_ident = process_ident(o, heir_pid);
+		/* A parent already gone has no identity and leaves no heir;
+		 * one that cannot be checked fails the lookup, or a lease
+		 * would silently stop passing up. */
+		rc = process_ident(o, heir_pid, &w->heir_ident);
+		if (rc && rc != -ESRCH)
+			goto fail;
 		if (tid == st.tgid) {
 			rc = read_status(tid, &st2);
 			if (rc)
@@ -634,8 +657,12 @@ static int owner_build(const struct owners *o, pid_t tid, struct owner **out)
 		}
 	}
 
-	if (pidfd_exited(w->pidfd) ||
-	    (!o->thread_pidfds && start_ident(tid) != start)) {
+	if (!o->thread_pidfds) {
+		rc = start_ident(tid, &again);
+		if (rc)
+			goto fail;
+	}
+	if (pidfd_exited(w->pidfd) || (!o->thread_pidfds && again != start)) {
 		rc = -ESRCH;
 		goto fail;
 	}
@@ -707,6 +734,26 @@ static int owner_get(struct owners *o, pid_t tid, uint64_t want_ident, uint64_t 
 int owner_lookup(struct owners *o, pid_t tid, uint64_t *id)
 {
 	return owner_get(o, tid, 0, id);
+}
+
+int owner_of_caller(struct owners *o, pid_t tid, uint64_t *id)
+{
+	int rc;
+
+	if (tid <= 0) {
+		log_limited(LOG_LVL_WARN,
+			    "refusing a request with ENOLCK: its caller has no pid in the "
+			    "daemon's pid namespace, so it cannot own a lock");
+		return -ENOLCK;
+	}
+	rc = owner_get(o, tid, 0, id);
+	if (rc == 0 || rc == -ESRCH)
+		return rc;
+	log_limited(LOG_LVL_WARN,
+		    "refusing a request of thread %d with ENOLCK: cannot track it as a "
+		    "lock owner: %s%s", (int)tid, strerror(-rc),
+		    rc == -EMFILE || rc == -ENFILE ? " (raise the daemon's open file limit)" : "");
+	return -ENOLCK;
 }
 
 /* ---- reaping ------------------------------------------------------------- */

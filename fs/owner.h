@@ -59,6 +59,18 @@ void owners_free(struct owners *o);
  * (-EMFILE when out of descriptors for pidfds). */
 int owner_lookup(struct owners *o, pid_t tid, uint64_t *id);
 
+/* The owner for the caller of a request, thread `tid` as FUSE reports it:
+ * owner_lookup(), with every failure but one turned into a refusal (see
+ * "Failing closed" in owner.c). Returns
+ *   0        *id set;
+ *   -ESRCH   the caller is gone (its thread exited): the request may run
+ *            without a lock, nobody is left to protect;
+ *   -ENOLCK  the daemon cannot tell who the caller is (out of descriptors,
+ *            /proc unreadable, tid 0 for a caller outside the daemon's pid
+ *            namespace): the request must fail with it. Logged as a
+ *            warning, at most once per 10 s per cause. */
+int owner_of_caller(struct owners *o, pid_t tid, uint64_t *id);
+
 /* Copies what is known of owner `id`; -ENOENT if it is unknown or reaped. */
 int owner_info(struct owners *o, uint64_t id, struct owner_info *out);
 

@@ -11,6 +11,7 @@
 #include <cmocka.h>
 
 #include <errno.h>
+#include <fcntl.h>
 #include <linux/sched.h>
 #include <poll.h>
 #include <pthread.h>
@@ -25,6 +26,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "log.h"
 #include "owner.h"
 
 struct env {
@@ -838,6 +840,236 @@ static void test_nofile_limit_raised(void **state)
 	owners_free(o2);
 }
 
+/* ---- failing closed ------------------------------------------------------ */
+
+/* Uses up every descriptor this process may open (the limit lowered to
+ * `limit` first) and returns the old limit; fds_release() gives them back. */
+struct fd_hog {
+	struct rlimit old;
+	int n;
+	int *fds;
+};
+
+static void fds_exhaust(struct fd_hog *h, rlim_t limit)
+{
+	struct rlimit rl;
+	int fd;
+
+	assert_int_equal(getrlimit(RLIMIT_NOFILE, &h->old), 0);
+	rl = h->old;
+	rl.rlim_cur = limit;
+	assert_int_equal(setrlimit(RLIMIT_NOFILE, &rl), 0);
+	h->n = 0;
+	h->fds = calloc(limit, sizeof(*h->fds));
+	assert_non_null(h->fds);
+	while (h->n < (int)limit && (fd = open("/dev/null", O_RDONLY | O_CLOEXEC)) >= 0)
+		h->fds[h->n++] = fd;
+}
+
+static void fds_release(struct fd_hog *h)
+{
+	while (h->n > 0)
+		close(h->fds[--h->n]);
+	free(h->fds);
+	assert_int_equal(setrlimit(RLIMIT_NOFILE, &h->old), 0);
+}
+
+/* The highest descriptor open now, plus one (inherited ones may sit
+ * high). */
+static int fd_top(void)
+{
+	int top = 0;
+
+	for (int fd = 0; fd < 4096; fd++)
+		if (fcntl(fd, F_GETFD) >= 0)
+			top = fd + 1;
+	return top;
+}
+
+/* Stderr goes to a pipe; returns its read end (non-blocking). */
+static int capture_stderr(int *saved)
+{
+	int p[2];
+
+	assert_int_equal(pipe2(p, O_CLOEXEC | O_NONBLOCK), 0);
+	fflush(stderr);
+	*saved = dup(2);
+	assert_true(*saved >= 0);
+	assert_int_equal(dup2(p[1], 2), 2);
+	close(p[1]);
+	return p[0];
+}
+
+/* Restores stderr and counts the lines written to the pipe that contain
+ * `needle`. */
+static int captured_lines(int rd, int saved, const char *needle)
+{
+	char buf[16384];
+	ssize_t len;
+	int lines = 0;
+
+	fflush(stderr);
+	assert_int_equal(dup2(saved, 2), 2);
+	close(saved);
+	len = read(rd, buf, sizeof(buf) - 1);
+	close(rd);
+	buf[len < 0 ? 0 : len] = '\0';
+	for (char *l = buf, *nl; *l; l = nl + 1) {
+		nl = strchr(l, '\n');
+		if (!nl)
+			break;
+		*nl = '\0';
+		if (strstr(l, needle))
+			lines++;
+	}
+	return lines;
+}
+
+/* A live caller the daemon cannot track (no descriptor left for its pidfd
+ * or /proc read) is refused with ENOLCK, never passed as gone (-ESRCH,
+ * which would let its open run without a lock); the warning is rate
+ * limited (LOG_LIMIT_PER_SEC a second); with descriptors back, the same caller is
+ * tracked. */
+static void test_untrackable_caller_fails_closed(void **state)
+{
+	struct env *e = *state;
+	struct fd_hog hog;
+	uint64_t id = 0;
+	int release, saved, rd, warned;
+	unsigned base = owners_count(e->o);
+	pid_t pid = spawn_blocked(&release);
+
+	int plain, refused = 0;
+	static int runs;
+
+	log_init("lockfs", LOG_LVL_WARN, false);
+	rd = capture_stderr(&saved);
+	/* No assertion until stderr and the descriptors are back: a failed
+	 * one would leave them for the next tests. */
+	fds_exhaust(&hog, (rlim_t)fd_top() + 2);
+	plain = open("/dev/null", O_RDONLY) < 0 && errno == EMFILE ?
+		owner_lookup(e->o, pid, &id) : -EBADE;
+	for (int i = 0; i < 50; i++)
+		refused += owner_of_caller(e->o, pid, &id) == -ENOLCK;
+	fds_release(&hog);
+	warned = captured_lines(rd, saved, "with ENOLCK");
+	assert_int_equal(plain, -EMFILE);
+	assert_int_equal(refused, 50);
+	/* 50 refusals in well under a second, maybe across one second's
+	 * boundary; the second run (the other kernel mode) may find this
+	 * second's lines used up already. */
+	assert_true(warned <= 2 * LOG_LIMIT_PER_SEC);
+	if (runs++ == 0)
+		assert_true(warned >= 1);
+	assert_int_equal(owners_count(e->o), base);
+
+	assert_int_equal(owner_of_caller(e->o, pid, &id), 0);
+	assert_true(id >= 1);
+	assert_int_equal(owners_count(e->o), base + 1);
+	close(release);
+	assert_int_equal(waitpid(pid, NULL, 0), pid);
+	/* Really gone: the one failure that lets a request go on unlocked. */
+	assert_int_equal(owner_of_caller(e->o, pid, &id), -ESRCH);
+}
+
+/* A caller outside the daemon's pid namespace comes with pid 0: nobody to
+ * own a lock, refused; an exited one is gone. */
+static void test_caller_without_pid_fails_closed(void **state)
+{
+	struct env *e = *state;
+	uint64_t id = 0;
+	int release;
+	pid_t pid;
+
+	assert_int_equal(owner_of_caller(e->o, 0, &id), -ENOLCK);
+	assert_int_equal(owner_of_caller(e->o, -3, &id), -ENOLCK);
+	pid = spawn_blocked(&release);
+	close(release);
+	assert_int_equal(waitpid(pid, NULL, 0), pid);
+	assert_int_equal(owner_of_caller(e->o, pid, &id), -ESRCH);
+	assert_int_equal(owners_count(e->o), 0);
+}
+
+/* An owner already tracked keeps its id (and so its locks) while the
+ * daemon is out of descriptors: on old kernels the liveness check of a
+ * thread owner reads /proc, and a failed read must not pass for the
+ * thread's exit. */
+static void test_tracked_owner_survives_fd_exhaustion(void **state)
+{
+	struct env *e = *state;
+	struct proc p = spawn_p();
+	struct fd_hog hog;
+	struct exits x;
+	uint64_t idt, again = 0;
+	pid_t t = ask(&p, 't');
+
+	exits_init(&x);
+	assert_int_equal(owner_of_caller(e->o, t, &idt), 0);
+	int rc;
+
+	fds_exhaust(&hog, (rlim_t)fd_top() + 2);
+	rc = open("/dev/null", O_RDONLY) < 0 && errno == EMFILE ? 0 : -1;
+	if (rc == 0)
+		rc = owner_of_caller(e->o, t, &again);
+	fds_release(&hog);
+	assert_int_equal(rc, 0);
+	assert_int_equal(again, idt);
+	/* Not reported as exited either. */
+	assert_int_equal(owners_reap(e->o, record_exit, &x), 0);
+	ask(&p, 'j');
+	finish_p(&p);
+}
+
+/* One rate-limited call site. */
+static void say(int i)
+{
+	log_limited(LOG_LVL_WARN, "limited message %d", i);
+}
+
+/* log_limited: LOG_LIMIT_PER_SEC lines a second from one call site, then
+ * the next line that gets through says how many were left out. */
+static void test_log_limited(void **state)
+{
+	struct timespec now;
+	int saved, rd;
+
+	(void)state;
+	log_init("lockfs", LOG_LVL_WARN, false);
+	/* Start early in a second so that the burst stays within it. */
+	do {
+		clock_gettime(CLOCK_MONOTONIC_COARSE, &now);
+		if (now.tv_nsec > 500000000)
+			usleep(20000);
+	} while (now.tv_nsec > 500000000);
+	rd = capture_stderr(&saved);
+	for (int i = 0; i < 20; i++)
+		say(i);
+	usleep(1100 * 1000);
+	say(99);
+	/* Below the level: neither printed nor counted. */
+	log_limited(LOG_LVL_DEBUG, "limited message debug");
+	fflush(stderr);
+	assert_int_equal(dup2(saved, 2), 2);
+	close(saved);
+	{
+		char buf[4096];
+		ssize_t len = read(rd, buf, sizeof(buf) - 1);
+
+		close(rd);
+		assert_true(len > 0);
+		buf[len] = '\0';
+		assert_int_equal(LOG_LIMIT_PER_SEC, 5);
+		assert_string_equal(buf,
+			"lockfs: limited message 0\n"
+			"lockfs: limited message 1\n"
+			"lockfs: limited message 2\n"
+			"lockfs: limited message 3\n"
+			"lockfs: limited message 4\n"
+			"lockfs: (15 more like the next line were suppressed)\n"
+			"lockfs: limited message 99\n");
+	}
+}
+
 #define BOTH(fn)                                                              \
 	cmocka_unit_test_prestate_setup_teardown(fn, setup, teardown, &modern_env), \
 	cmocka_unit_test_prestate_setup_teardown(fn, setup, teardown, &legacy_env)
@@ -861,6 +1093,10 @@ int main(void)
 		BOTH(test_parent_pid_reuse_is_not_heir),
 		BOTH(test_concurrent_lookups_and_reaps),
 		cmocka_unit_test(test_nofile_limit_raised),
+		BOTH(test_untrackable_caller_fails_closed),
+		BOTH(test_caller_without_pid_fails_closed),
+		BOTH(test_tracked_owner_survives_fd_exhaustion),
+		cmocka_unit_test(test_log_limited),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
