@@ -699,3 +699,110 @@ class LockfsTestCase(unittest.TestCase):
 
     def assertNotMounted(self, path):
         self.assertFalse(is_lockfs_mounted(path), "%s is still mounted" % path)
+
+
+# ------------------------------------------------- faults, stress, leaks
+
+def daemon_usage(pid):
+    """What a daemon holds now: {"rss_kib": VmRSS, "fds": count, "kinds":
+    {kind: count}}, the descriptors sorted by kind: "pidfd", "path" (O_PATH,
+    the inode table), "file" (open handles on the source), "other"."""
+    with open("/proc/%d/status" % pid) as f:
+        rss = int(re.search(r"^VmRSS:\s+(\d+) kB", f.read(), re.M).group(1))
+    kinds = {"pidfd": 0, "path": 0, "file": 0, "other": 0}
+    fddir = "/proc/%d/fd" % pid
+    for name in os.listdir(fddir):
+        try:
+            target = os.readlink(os.path.join(fddir, name))
+            with open("/proc/%d/fdinfo/%s" % (pid, name)) as f:
+                flags = int(re.search(r"^flags:\s+([0-7]+)", f.read(), re.M).group(1), 8)
+        except (OSError, AttributeError):
+            continue  # closed meanwhile
+        if "pidfd" in target:
+            kinds["pidfd"] += 1
+        elif flags & 0o10000000:  # O_PATH
+            kinds["path"] += 1
+        elif target.startswith("/") and not target.startswith(("/dev/", "/proc/")):
+            kinds["file"] += 1
+        else:
+            kinds["other"] += 1
+    return {"rss_kib": rss, "fds": sum(kinds.values()), "kinds": kinds}
+
+
+SANITIZER_MARKS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer",
+                   "runtime error:", "WARNING: ThreadSanitizer",
+                   "ERROR: UndefinedBehaviorSanitizer")
+
+
+def sanitizer_reports(text):
+    """The lines of a daemon's output that are sanitizer reports."""
+    return [l for l in text.splitlines() if any(m in l for m in SANITIZER_MARKS)]
+
+
+class Programs:
+    """Programs started at once, each in its own session (a timeout kills
+    its children too), with its output in temporary files.
+
+        with Programs([[PYTHON, "w.py"]] * 10, cwd=d) as g:
+            g.wait(30)          # AssertionError naming those still running
+            out, err = g.output(0)
+    """
+
+    def __init__(self, cmds, cwd=None, env=None):
+        self.procs, self.files = [], []
+        try:
+            for cmd in cmds:
+                out, err = tempfile.TemporaryFile(), tempfile.TemporaryFile()
+                self.files.append((out, err))
+                self.procs.append(subprocess.Popen(cmd, cwd=cwd, env=env,
+                                                   stdin=subprocess.DEVNULL, stdout=out,
+                                                   stderr=err, start_new_session=True))
+        except BaseException:
+            self.kill()
+            raise
+
+    def running(self):
+        return [i for i, p in enumerate(self.procs) if p.poll() is None]
+
+    def wait(self, timeout):
+        """Waits for all; returns their exit codes. Those still running
+        after `timeout` are killed and reported as an AssertionError."""
+        deadline = time.monotonic() + timeout
+        while self.running() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        stuck = self.running()
+        if stuck:
+            self.kill()
+            raise AssertionError("%d of %d programs still running after %.0f s: %s"
+                                 % (len(stuck), len(self.procs), timeout,
+                                    [self.procs[i].args for i in stuck[:3]]))
+        return [p.returncode for p in self.procs]
+
+    def output(self, i):
+        out, err = self.files[i]
+        res = []
+        for f in (out, err):
+            f.seek(0)
+            res.append(f.read().decode(errors="replace"))
+        return tuple(res)
+
+    def kill(self):
+        for p in self.procs:
+            if p.poll() is None:
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(p.pid, signal.SIGKILL)
+        for p in self.procs:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                p.wait(timeout=10)
+        for out, err in self.files:
+            out.close()
+            err.close()
+        self.files = []
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        if self.files:
+            self.kill()
+        return False
