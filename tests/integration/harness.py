@@ -706,10 +706,11 @@ class LockfsTestCase(unittest.TestCase):
 def daemon_usage(pid):
     """What a daemon holds now: {"rss_kib": VmRSS, "fds": count, "kinds":
     {kind: count}}, the descriptors sorted by kind: "pidfd", "path" (O_PATH,
-    the inode table), "file" (open handles on the source), "other"."""
+    the inode table), "file" (open handles on the source), "pipe" (libfuse
+    keeps one pipe per request thread for spliced replies), "other"."""
     with open("/proc/%d/status" % pid) as f:
         rss = int(re.search(r"^VmRSS:\s+(\d+) kB", f.read(), re.M).group(1))
-    kinds = {"pidfd": 0, "path": 0, "file": 0, "other": 0}
+    kinds = {"pidfd": 0, "path": 0, "file": 0, "pipe": 0, "other": 0}
     fddir = "/proc/%d/fd" % pid
     for name in os.listdir(fddir):
         try:
@@ -720,6 +721,8 @@ def daemon_usage(pid):
             continue  # closed meanwhile
         if "pidfd" in target:
             kinds["pidfd"] += 1
+        elif target.startswith("pipe:"):
+            kinds["pipe"] += 1
         elif flags & 0o10000000:  # O_PATH
             kinds["path"] += 1
         elif target.startswith("/") and not target.startswith(("/dev/", "/proc/")):
