@@ -147,20 +147,23 @@ struct creds {
 
 void creds_capture(struct passthrough *pt, fuse_req_t req, struct creds *c);
 void creds_release(struct creds *c);
-/* Makes this thread act as c (NULL or inactive: as the daemon) and returns
+/* Makes this thread act as c (NULL or inactive: as the daemon); *prev is
  * the identity to go back to with creds_leave. Nestable: a resume callback
- * may run inside another request's operation on the same thread. */
-const struct creds *creds_enter(struct passthrough *pt, const struct creds *c);
+ * may run inside another request's operation on the same thread. 0, or
+ * -EPERM when the identity could not be taken: the thread is back to *prev
+ * (no creds_leave) and the operation must not run. */
+int creds_enter(struct passthrough *pt, const struct creds *c, const struct creds **prev);
 void creds_leave(struct passthrough *pt, const struct creds *prev);
 
 /* Acting as a request's caller for the span of one operation: capture and
- * enter, then leave and release. */
+ * enter, then leave and release. caller_enter fails like creds_enter (and
+ * then needs no caller_leave). */
 struct caller {
 	struct creds creds;
 	const struct creds *prev;
 };
 
-void caller_enter(struct passthrough *pt, fuse_req_t req, struct caller *c);
+int caller_enter(struct passthrough *pt, fuse_req_t req, struct caller *c);
 void caller_leave(struct passthrough *pt, struct caller *c);
 
 /* The mode to create a node with, after giving this thread the caller's

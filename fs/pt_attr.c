@@ -29,6 +29,28 @@ void pt_statfs(fuse_req_t req, fuse_ino_t ino)
 
 enum xattr_op { XA_SET, XA_GET, XA_LIST, XA_REMOVE };
 
+static ssize_t xattr_call(enum xattr_op op, const char *path, const char *name,
+			  const char *value, char *buf, size_t size, int flags)
+{
+	ssize_t n;
+
+	switch (op) {
+	case XA_SET:
+		n = setxattr(path, name, value, size, flags);
+		break;
+	case XA_GET:
+		n = getxattr(path, name, buf, size);
+		break;
+	case XA_LIST:
+		n = listxattr(path, buf, size);
+		break;
+	default:
+		n = removexattr(path, name);
+		break;
+	}
+	return n < 0 ? -errno : n;
+}
+
 /* Extended attributes go through the /proc path of the O_PATH descriptor:
  * the *xattr calls take no O_PATH descriptor. size 0 asks for the size. */
 static void xattr_op(fuse_req_t req, fuse_ino_t ino, enum xattr_op op, const char *name,
@@ -51,24 +73,11 @@ static void xattr_op(fuse_req_t req, fuse_ino_t ino, enum xattr_op op, const cha
 			reply_status(req, fd < 0 ? fd : -ENOMEM);
 			return;
 		}
-		caller_enter(pt, req, &c);
-		switch (op) {
-		case XA_SET:
-			n = setxattr(p.s, name, value, size, flags);
-			break;
-		case XA_GET:
-			n = getxattr(p.s, name, buf, size);
-			break;
-		case XA_LIST:
-			n = listxattr(p.s, buf, size);
-			break;
-		default:
-			n = removexattr(p.s, name);
-			break;
+		n = caller_enter(pt, req, &c);
+		if (n == 0) {
+			n = xattr_call(op, p.s, name, value, buf, size, flags);
+			caller_leave(pt, &c);
 		}
-		if (n < 0)
-			n = -errno;
-		caller_leave(pt, &c);
 		inode_fd_put(pt->inodes, in, fd);
 		inode_put(pt->inodes, in);
 	}
@@ -115,11 +124,13 @@ void pt_access(fuse_req_t req, fuse_ino_t ino, int mask)
 	if (in) {
 		int fd = inode_fd_get(pt->inodes, in);
 
-		caller_enter(pt, req, &c);
-		/* AT_EACCESS: check as the fsuid/fsgid just set, not as the
-		 * daemon's real uid. */
-		rc = fd < 0 ? fd : rc_errno(faccessat(pt->proc_fd, fdname(fd), mask, AT_EACCESS));
-		caller_leave(pt, &c);
+		rc = fd < 0 ? fd : caller_enter(pt, req, &c);
+		if (rc == 0) {
+			/* AT_EACCESS: check as the fsuid/fsgid just set, not
+			 * as the daemon's real uid. */
+			rc = rc_errno(faccessat(pt->proc_fd, fdname(fd), mask, AT_EACCESS));
+			caller_leave(pt, &c);
+		}
 		inode_fd_put(pt->inodes, in, fd);
 		inode_put(pt->inodes, in);
 	}

@@ -229,19 +229,21 @@ static void barrier_run(struct barrier_op *b)
 	struct stat st;
 	int rc;
 
-	prev = creds_enter(pt, &b->creds);
-	switch (b->kind) {
-	case BAR_UNLINK:
-		rc = unlink_run(b);
-		break;
-	case BAR_RENAME:
-		rc = rename_run(b);
-		break;
-	default:
-		rc = setattr_run(pt, b->inode, &b->attr, b->valid, b->h, &st);
-		break;
+	rc = creds_enter(pt, &b->creds, &prev);
+	if (rc == 0) {
+		switch (b->kind) {
+		case BAR_UNLINK:
+			rc = unlink_run(b);
+			break;
+		case BAR_RENAME:
+			rc = rename_run(b);
+			break;
+		default:
+			rc = setattr_run(pt, b->inode, &b->attr, b->valid, b->h, &st);
+			break;
+		}
+		creds_leave(pt, prev);
 	}
-	creds_leave(pt, prev);
 
 	if (rc == 0 && b->kind == BAR_UNLINK && b->have_dst && S_ISREG(b->dst_st.st_mode)) {
 		/* Before the barrier is lifted: opens parked on a file that
@@ -300,12 +302,20 @@ static void barrier_resume(struct lk_wait *w, int status)
 	barrier_next(b);
 }
 
-/* Starts a barrier operation: without barriers (or without a caller to own
- * them) it runs at once. */
+/* Starts a barrier operation: without barriers (or when its caller is gone
+ * already) it runs at once; a caller that cannot be told fails it (see
+ * locking_owner). */
 static void barrier_start(struct barrier_op *b)
 {
-	if (b->nkeys > 0 && locking_owner(b->pt->locking, b->req, &b->owner) < 0)
+	int rc = b->nkeys > 0 ? locking_owner(b->pt->locking, b->req, &b->owner) : 0;
+
+	if (rc == -ESRCH) {
 		b->nkeys = 0;
+	} else if (rc < 0) {
+		reply_status(b->req, rc);
+		barrier_free(b);
+		return;
+	}
 	barrier_next(b);
 }
 
@@ -328,10 +338,13 @@ static struct barrier_op *barrier_new(struct passthrough *pt, fuse_req_t req,
 static bool stat_name(struct barrier_op *b, struct inode *dir, const char *name, struct stat *st)
 {
 	int dfd = inode_fd_get(b->pt->inodes, dir);
-	const struct creds *prev = creds_enter(b->pt, &b->creds);
-	bool ok = dfd >= 0 && fstatat(dfd, name, st, AT_SYMLINK_NOFOLLOW) == 0;
+	const struct creds *prev;
+	bool ok = false;
 
-	creds_leave(b->pt, prev);
+	if (dfd >= 0 && creds_enter(b->pt, &b->creds, &prev) == 0) {
+		ok = fstatat(dfd, name, st, AT_SYMLINK_NOFOLLOW) == 0;
+		creds_leave(b->pt, prev);
+	}
 	inode_fd_put(b->pt->inodes, dir, dfd);
 	return ok;
 }

@@ -74,34 +74,61 @@ void creds_release(struct creds *c)
 	c->groups = c->inline_groups;
 }
 
-static void creds_apply(struct passthrough *pt, const struct creds *c)
+/* 0, or -EPERM when the thread could not take identity c entirely (it may
+ * then hold part of it, and must go back). setfsuid and setfsgid report no
+ * error: asking again with -1, which changes nothing, tells whether the
+ * change took. */
+static int creds_apply(struct passthrough *pt, const struct creds *c)
 {
+	uid_t uid = c ? c->uid : pt->uid;
+	gid_t gid = c ? c->gid : pt->gid;
+	const char *what = NULL;
+	int e = 0;
+
 	if (c) {
 		/* Groups first: setfsuid to a non-root user drops the
 		 * privileges the other calls need. */
-		if (syscall(SYS_setgroups, (size_t)c->ngroups, c->groups) < 0)
-			log_warn("setgroups: %s", strerror(errno));
-		setfsgid(c->gid);
-		setfsuid(c->uid);
+		if (syscall(SYS_setgroups, (size_t)c->ngroups, c->groups) < 0) {
+			e = errno;
+			what = "setgroups";
+		}
+		setfsgid(gid);
+		setfsuid(uid);
 	} else {
-		setfsuid(pt->uid);
-		setfsgid(pt->gid);
-		if (syscall(SYS_setgroups, (size_t)pt->ngroups, pt->groups) < 0)
-			log_warn("setgroups: %s", strerror(errno));
+		setfsuid(uid);
+		setfsgid(gid);
+		if (syscall(SYS_setgroups, (size_t)pt->ngroups, pt->groups) < 0) {
+			e = errno;
+			what = "setgroups";
+		}
 	}
+	if (!what && (uid_t)setfsuid((uid_t)-1) != uid)
+		what = "setfsuid";
+	if (!what && (gid_t)setfsgid((gid_t)-1) != gid)
+		what = "setfsgid";
+	if (!what)
+		return 0;
+	log_limited(LOG_LVL_WARN, "refusing a request with EPERM: cannot act as uid %u gid %u: %s%s%s",
+		    (unsigned)uid, (unsigned)gid, what, e ? ": " : " did not take",
+		    e ? strerror(e) : "");
+	return -EPERM;
 }
 
-const struct creds *creds_enter(struct passthrough *pt, const struct creds *c)
+int creds_enter(struct passthrough *pt, const struct creds *c, const struct creds **prev)
 {
-	const struct creds *prev = thread_creds;
-
+	*prev = thread_creds;
 	if (c && !c->active)
 		c = NULL;
-	if (c != prev) {
-		creds_apply(pt, c);
-		thread_creds = c;
+	if (c == *prev)
+		return 0;
+	if (creds_apply(pt, c) < 0) {
+		/* With the daemon's groups, say, the operation could reach
+		 * what the caller may not: it must not run at all. */
+		creds_apply(pt, *prev);
+		return -EPERM;
 	}
-	return prev;
+	thread_creds = c;
+	return 0;
 }
 
 void creds_leave(struct passthrough *pt, const struct creds *prev)
@@ -112,10 +139,15 @@ void creds_leave(struct passthrough *pt, const struct creds *prev)
 	}
 }
 
-void caller_enter(struct passthrough *pt, fuse_req_t req, struct caller *c)
+int caller_enter(struct passthrough *pt, fuse_req_t req, struct caller *c)
 {
+	int rc;
+
 	creds_capture(pt, req, &c->creds);
-	c->prev = creds_enter(pt, &c->creds);
+	rc = creds_enter(pt, &c->creds, &c->prev);
+	if (rc < 0)
+		creds_release(&c->creds);
+	return rc;
 }
 
 void caller_leave(struct passthrough *pt, struct caller *c)

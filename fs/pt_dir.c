@@ -54,9 +54,11 @@ void pt_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	int rc = -ESTALE;
 
 	if (in) {
-		caller_enter(pt, req, &c);
-		rc = do_opendir(pt, in, &d);
-		caller_leave(pt, &c);
+		rc = caller_enter(pt, req, &c);
+		if (rc == 0) {
+			rc = do_opendir(pt, in, &d);
+			caller_leave(pt, &c);
+		}
 		inode_put(pt->inodes, in);
 	}
 	if (rc < 0) {
@@ -116,12 +118,13 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	}
 	if (plus) {
 		dir = inode_get(pt->inodes, ino);
-		if (!dir) {
+		rc = dir ? caller_enter(pt, req, &c) : -ESTALE;
+		if (rc < 0) {
+			inode_put(pt->inodes, dir);
 			free(buf);
-			reply_status(req, -ESTALE);
+			reply_status(req, rc);
 			return;
 		}
-		caller_enter(pt, req, &c);
 	}
 	pthread_mutex_lock(&d->mu);
 	if (off != d->offset) {

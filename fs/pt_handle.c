@@ -169,11 +169,12 @@ void pt_write_buf(fuse_req_t req, fuse_ino_t ino, struct fuse_bufvec *in_buf,
 	out.buf[0].pos = off;
 	/* Only a write by an unprivileged caller clears setuid/setgid bits;
 	 * for every other file the identity does not matter. */
-	if (h->kill_priv)
-		caller_enter(pt, req, &c);
-	n = fuse_buf_copy(&out, in_buf, 0);
-	if (h->kill_priv)
-		caller_leave(pt, &c);
+	n = h->kill_priv ? caller_enter(pt, req, &c) : 0;
+	if (n == 0) {
+		n = fuse_buf_copy(&out, in_buf, 0);
+		if (h->kill_priv)
+			caller_leave(pt, &c);
+	}
 	if (n >= 0)
 		mark_wrote(h);
 	if (n < 0)

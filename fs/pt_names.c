@@ -44,9 +44,11 @@ static void node_op(fuse_req_t req, fuse_ino_t parent, const char *name,
 
 	dir = inode_get(pt->inodes, parent);
 	if (dir) {
-		caller_enter(pt, req, &c);
-		rc = make_node(pt, req, dir, name, kind, mode, rdev, link, &e, &in);
-		caller_leave(pt, &c);
+		rc = caller_enter(pt, req, &c);
+		if (rc == 0) {
+			rc = make_node(pt, req, dir, name, kind, mode, rdev, link, &e, &in);
+			caller_leave(pt, &c);
+		}
 		inode_put(pt->inodes, dir);
 	}
 	reply_entry(pt, req, rc, &e, in);
@@ -111,9 +113,11 @@ void pt_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char *n
 	in = inode_get(pt->inodes, ino);
 	dir = inode_get(pt->inodes, newparent);
 	if (in && dir) {
-		caller_enter(pt, req, &c);
-		rc = do_link(pt, in, dir, newname, &e, &out);
-		caller_leave(pt, &c);
+		rc = caller_enter(pt, req, &c);
+		if (rc == 0) {
+			rc = do_link(pt, in, dir, newname, &e, &out);
+			caller_leave(pt, &c);
+		}
 	}
 	inode_put(pt->inodes, in);
 	inode_put(pt->inodes, dir);
@@ -131,9 +135,11 @@ void pt_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
 	if (dir) {
 		int dfd = inode_fd_get(pt->inodes, dir);
 
-		caller_enter(pt, req, &c);
-		rc = dfd < 0 ? dfd : rc_errno(unlinkat(dfd, name, AT_REMOVEDIR));
-		caller_leave(pt, &c);
+		rc = dfd < 0 ? dfd : caller_enter(pt, req, &c);
+		if (rc == 0) {
+			rc = rc_errno(unlinkat(dfd, name, AT_REMOVEDIR));
+			caller_leave(pt, &c);
+		}
 		inode_fd_put(pt->inodes, dir, dfd);
 		inode_put(pt->inodes, dir);
 	}

@@ -149,7 +149,11 @@ static void open_finish(struct open_op *op, int status)
 			goto fail;
 		}
 	}
-	const struct creds *prev = creds_enter(pt, &op->creds);
+	const struct creds *prev;
+
+	rc = creds_enter(pt, &op->creds, &prev);
+	if (rc < 0)
+		goto fail;
 	op->fd = reopen_inode(pt, op->inode, reopen_flags(flags));
 	rc = op->fd < 0 ? op->fd : 0;
 	creds_leave(pt, prev);
@@ -220,7 +224,9 @@ static bool caller_can_modify(struct passthrough *pt, struct open_op *op)
 
 	if (!op->creds.active || op->creds.uid == 0)
 		return true;
-	prev = creds_enter(pt, &op->creds);
+	/* Unknown: assume it could (its reads then exclude writers). */
+	if (creds_enter(pt, &op->creds, &prev) < 0)
+		return true;
 	can = may_access(pt, op->inode, W_OK);
 	if (!can) {
 		dir = inode_parent(pt->inodes, op->inode);
@@ -232,10 +238,11 @@ static bool caller_can_modify(struct passthrough *pt, struct open_op *op)
 	return can;
 }
 
-/* Fills the lock request of an open or create; false when no lock is to
- * be taken after all (openclass.h decides, and the kernel's own requests
- * carry no caller). */
-static bool prepare_lock(struct open_op *op, fuse_req_t req, const struct lock_params *lp,
+/* Fills the lock request of an open or create: 1; 0 when no lock is to be
+ * taken after all (openclass.h decides, or the caller is gone already); or
+ * -ENOLCK when the caller cannot be told (see locking_owner): the request
+ * fails rather than run unlocked. */
+static int prepare_lock(struct open_op *op, fuse_req_t req, const struct lock_params *lp,
 			 enum open_kind kind, int flags)
 {
 	struct passthrough *pt = op->pt;
@@ -248,13 +255,15 @@ static bool prepare_lock(struct open_op *op, fuse_req_t req, const struct lock_p
 			    !openclass_needs_modify_check(kind, lp->mode) ||
 			    caller_can_modify(pt, op), lp->lease_ns);
 	if (!ol.lock)
-		return false;
+		return 0;
 	rc = locking_owner(pt->locking, req, &owner);
-	if (rc < 0) {
-		log_debug("open of inode %" PRIu64 " without a lock: no owner (%s)",
-			  op->inode->nodeid, strerror(-rc));
-		return false;
+	if (rc == -ESRCH) {
+		log_debug("open of inode %" PRIu64 " without a lock: its caller is gone",
+			  op->inode->nodeid);
+		return 0;
 	}
+	if (rc < 0)
+		return rc;
 	op->tgid = op->tid;
 	memset(info.family, 0, sizeof(info.family));
 	if (owner_info(locking_owners(pt->locking), owner, &info) == 0)
@@ -311,6 +320,7 @@ void pt_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	struct open_op *op;
 	enum open_kind kind;
 	struct lock_params lp;
+	int rc = 0;
 
 	op = open_op_new(req, ino, fi, false, &in);
 	if (!op)
@@ -323,12 +333,13 @@ void pt_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		  kind == OPEN_NOLOCK ? "no lock" : kind == OPEN_READ ? "read" : "write");
 	if (kind != OPEN_NOLOCK) {
 		lock_params(pt, in, NULL, &lp);
-		if (prepare_lock(op, req, &lp, kind, fi->flags)) {
+		rc = prepare_lock(op, req, &lp, kind, fi->flags);
+		if (rc > 0) {
 			locking_acquire(pt->locking, &op->w);
 			return;
 		}
 	}
-	open_finish(op, 0);
+	open_finish(op, rc);
 }
 
 /* Opens `name` in dir, creating it if needed, and tells whether it was
@@ -373,8 +384,11 @@ static void create_finish(struct open_op *op, int status)
 	if (rc < 0)
 		goto fail;
 	if ((op->fi.flags & O_TRUNC) && !op->created) {
-		const struct creds *prev = creds_enter(pt, &op->creds);
+		const struct creds *prev;
 
+		rc = creds_enter(pt, &op->creds, &prev);
+		if (rc < 0)
+			goto fail;
 		if ((op->fi.flags & O_ACCMODE) != O_RDONLY)
 			rc = rc_errno(ftruncate(op->fd, 0));
 		else
@@ -422,17 +436,17 @@ void pt_create(fuse_req_t req, fuse_ino_t parent, const char *name,
 	/* Created (or found) without O_TRUNC: truncation waits for the lock. */
 	flags = reopen_flags(fi->flags) & ~O_TRUNC;
 	dfd = inode_fd_get(pt->inodes, dir);
-	prev = creds_enter(pt, &op->creds);
-	for (int tries = 0; tries < 2 && dfd >= 0; tries++) {
-		fd = open_or_create(dfd, name, flags, fi->flags & O_EXCL,
-				    create_mode(pt, req, mode), &op->created);
-		if (fd >= 0 || !inode_make_room(pt->inodes, -fd))
-			break;
+	rc = dfd < 0 ? dfd : creds_enter(pt, &op->creds, &prev);
+	if (rc == 0) {
+		for (int tries = 0; tries < 2; tries++) {
+			fd = open_or_create(dfd, name, flags, fi->flags & O_EXCL,
+					    create_mode(pt, req, mode), &op->created);
+			if (fd >= 0 || !inode_make_room(pt->inodes, -fd))
+				break;
+		}
+		rc = fd < 0 ? fd : inode_lookup_fd(pt->inodes, dir, name, fd, &st, &in);
+		creds_leave(pt, prev);
 	}
-	rc = dfd < 0 ? dfd : fd < 0 ? fd : 0;
-	if (rc == 0)
-		rc = inode_lookup_fd(pt->inodes, dir, name, fd, &st, &in);
-	creds_leave(pt, prev);
 	inode_fd_put(pt->inodes, dir, dfd);
 	if (rc < 0) {
 		if (fd >= 0)
@@ -454,12 +468,13 @@ void pt_create(fuse_req_t req, fuse_ino_t parent, const char *name,
 		  (unsigned)fi->flags, (int)op->tid, kind == OPEN_NOLOCK ? "no lock" : "write");
 	if (kind != OPEN_NOLOCK) {
 		lock_params(pt, dir, name, &lp);
-		if (prepare_lock(op, req, &lp, kind, fi->flags)) {
+		rc = prepare_lock(op, req, &lp, kind, fi->flags);
+		if (rc > 0) {
 			inode_put(pt->inodes, dir);
 			locking_acquire(pt->locking, &op->w);
 			return;
 		}
 	}
 	inode_put(pt->inodes, dir);
-	create_finish(op, 0);
+	create_finish(op, rc);
 }

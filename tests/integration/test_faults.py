@@ -317,11 +317,10 @@ class DaemonKilled(FaultTestCase):
 class DaemonCannotSwitchGroups(FaultTestCase):
     """A daemon running as root without CAP_SETGID (a hardened unit file,
     a container) cannot take a caller's groups: setgroups and setfsgid
-    fail. The request must then fail with EPERM; before, it ran with the
-    caller's uid but the daemon's gid and groups (root's), and so read a
+    fail. The request must then fail with EPERM rather than run with the
+    caller's uid but the daemon's gid and groups (root's), which would read a
     file that only root's group may read."""
 
-    @unittest.expectedFailure  # until fs/passthrough.c's creds_enter fails closed
     def test_request_fails_instead_of_running_with_daemon_groups(self):
         wrapper = os.path.join(self.make_tempdir(), "lockfs-nosetgid")
         with open(wrapper, "w") as f:
