@@ -13,7 +13,8 @@
  *     only closes descriptors nobody has pinned. So the daemon holds at most
  *     fd_cache descriptors for inodes (plus those pinned at the moment, one
  *     or two per request in progress, and the fallbacks below) however many
- *     the kernel knows, and an idle entry costs about 130 bytes.
+ *     the kernel knows, and an idle entry costs 150 bytes or so (see
+ *     struct inode below).
  *   - Kept descriptors (the default of inode_table_new(), and the fallback
  *     per entry): the entry holds an O_PATH descriptor for life, as lockfs
  *     always did. This is what an inode of a file system without file
@@ -67,11 +68,18 @@
  * times a second) and the next ones work as soon as descriptors are free.
  *
  * Thread safety: all functions may be called from any thread. One mutex
- * inside the table (inode_table.mu) protects the hash tables, the counts, the
- * names, the flags, the cache stamps and the descriptor cache. The fields
- * marked "immutable" below may be read without it. No system call is made
- * under the mutex: descriptors are opened before it is taken and closed
- * after it is released. */
+ * inside the table (inode_table.mu, inode_impl.h) protects the two indexes
+ * (hashtab.h), the counts, the names, the flags, the cache stamps and the
+ * descriptor cache (fdcache.h, which has no lock of its own and writes
+ * inode.slot). The table of mounts that open handles (fhandle.h) has its
+ * own mutex, taken only when a mount is met for the first time. The fields
+ * marked "immutable" below may be read without a lock. No system call is
+ * made under the table's mutex: descriptors are opened before it is taken
+ * and closed after it is released.
+ *
+ * The table is three files: inode.c (entries, indexes, lifetime, stamps),
+ * inode_names.c (names, paths) and inode_source.c (descriptors, lookups in
+ * the source). */
 #ifndef LOCKFS_INODE_H
 #define LOCKFS_INODE_H
 
@@ -82,13 +90,12 @@
 #include <sys/types.h>
 #include <time.h>
 
+#include "hashtab.h"
 #include "locktable.h"
 
 #define INODE_ROOT_ID 1
 #define INODE_CONTROL_ID UINT64_MAX
 #define INODE_NO_FD (-2)
-/* The largest handle stored (MAX_HANDLE_SZ); a longer one means no handle. */
-#define INODE_HANDLE_MAX 128
 /* The descriptor cache's default size, and the share of RLIMIT_NOFILE it
  * may take at most (the rest is for open files, pidfds, the session). */
 #define INODE_FD_CACHE_DEFAULT 512
@@ -96,8 +103,13 @@
 
 /* One per inode the kernel knows, so its size is most of what a file that
  * is only looked up costs. The fields are ordered so that the fixed part is
- * 102 bytes; the handle and the name follow it in the same allocation (an
- * ext4 file "f12345" makes a 128-byte malloc chunk). */
+ * 102 bytes (sizeof 104, asserted below); the handle and the name follow it
+ * in the same allocation: an ext4 file "f12345" (8-byte handle, 7-byte
+ * name) makes a 119-byte calloc, a 128-byte glibc malloc chunk. With the
+ * two indexes' buckets (8 bytes each, at a load between 1/2 and 1: 16 to
+ * 32 bytes an entry) such an idle entry costs 144 to 160 bytes of daemon
+ * memory, under the 200 aimed at; a 40-byte handle and a 20-byte name
+ * cost 32 more. */
 struct inode {
 	/* Immutable after creation. */
 	uint64_t nodeid;
@@ -110,8 +122,8 @@ struct inode {
 	struct inode *parent;   /* holds a ref; NULL for the root or unknown */
 	char *name;             /* last known name in parent, NULL if unknown;
 	                           inline after the handle, or malloc'ed */
-	struct inode *next_key; /* hash chain by (dev, ino) */
-	struct inode *next_id;  /* hash chain by nodeid */
+	struct hlink hk;        /* in the index by (dev, ino) */
+	struct hlink hi;        /* in the index by node id */
 	uint64_t stamp;         /* hash of the cache stamp, 0: none */
 	uint32_t refs;
 	int32_t slot;           /* descriptor cache slot, -1 if none */
@@ -131,13 +143,7 @@ struct inode {
 
 	unsigned char handle[]; /* handle_len bytes, then name_cap bytes */
 };
-
-/* A file handle as name_to_handle_at gives it, for the lookup functions. */
-struct inode_fh {
-	int type;
-	unsigned len;           /* 0: none */
-	unsigned char bytes[INODE_HANDLE_MAX];
-};
+_Static_assert(sizeof(struct inode) <= 104, "an idle inode costs under 200 bytes");
 
 /* What the descriptor cache did, for lockstat and the tests. */
 struct inode_fd_stats {
