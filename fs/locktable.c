@@ -48,6 +48,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "hashtab.h"
+
 #define container_of(ptr, type, member) \
 	((type *)(void *)((char *)(ptr) - offsetof(type, member)))
 
@@ -90,94 +92,6 @@ static void dl_del(struct dlist *n)
 	n->prev->next = n->next;
 	n->next->prev = n->prev;
 	dl_init(n);
-}
-
-/* ------------------------------------------------------------ hash tables */
-
-struct hlink {
-	struct hlink *next;
-};
-
-/* Chained, power-of-two sized, doubled when the load reaches 1. A failed
- * growth is not an error: chains just get longer. */
-struct htab {
-	struct hlink **b;
-	size_t mask;
-	size_t n;
-};
-
-typedef uint64_t (*hash_fn)(const struct hlink *l);
-
-static uint64_t mix64(uint64_t x)
-{
-	x ^= x >> 30;
-	x *= 0xbf58476d1ce4e5b9ull;
-	x ^= x >> 27;
-	x *= 0x94d049bb133111ebull;
-	x ^= x >> 31;
-	return x;
-}
-
-static int ht_init(struct htab *h, size_t buckets)
-{
-	h->b = calloc(buckets, sizeof(*h->b));
-	if (!h->b)
-		return -ENOMEM;
-	h->mask = buckets - 1;
-	h->n = 0;
-	return 0;
-}
-
-static void ht_grow(struct htab *h, hash_fn fn)
-{
-	size_t nb = (h->mask + 1) * 2;
-	struct hlink **b = calloc(nb, sizeof(*b));
-
-	if (!b)
-		return;
-	for (size_t i = 0; i <= h->mask; i++) {
-		struct hlink *l = h->b[i], *next;
-
-		for (; l; l = next) {
-			size_t j = fn(l) & (nb - 1);
-
-			next = l->next;
-			l->next = b[j];
-			b[j] = l;
-		}
-	}
-	free(h->b);
-	h->b = b;
-	h->mask = nb - 1;
-}
-
-static struct hlink *ht_first(const struct htab *h, uint64_t hash)
-{
-	return h->b[hash & h->mask];
-}
-
-static void ht_insert(struct htab *h, struct hlink *l, uint64_t hash, hash_fn fn)
-{
-	struct hlink **slot;
-
-	if (h->n > h->mask)
-		ht_grow(h, fn);
-	slot = &h->b[hash & h->mask];
-	l->next = *slot;
-	*slot = l;
-	h->n++;
-}
-
-static void ht_remove(struct htab *h, struct hlink *l, uint64_t hash)
-{
-	struct hlink **p = &h->b[hash & h->mask];
-
-	while (*p && *p != l)
-		p = &(*p)->next;
-	if (*p) {
-		*p = l->next;
-		h->n--;
-	}
 }
 
 /* --------------------------------------------------------------- records */
@@ -360,17 +274,17 @@ struct lock_table {
 
 static uint64_t frec_hash(const struct hlink *l)
 {
-	return mix64(container_of(l, struct frec, hl)->id);
+	return hash_mix64(container_of(l, struct frec, hl)->id);
 }
 
 static uint64_t owner_hash(const struct hlink *l)
 {
-	return mix64(container_of(l, struct owner, hl)->id);
+	return hash_mix64(container_of(l, struct owner, hl)->id);
 }
 
 static uint64_t hold_key(lt_file_t f, lt_owner_t o)
 {
-	return mix64(f ^ mix64(o));
+	return hash_mix64(f ^ hash_mix64(o));
 }
 
 static uint64_t hold_hash(const struct hlink *l)
@@ -382,12 +296,12 @@ static uint64_t hold_hash(const struct hlink *l)
 
 static uint64_t mark_hash(const struct hlink *l)
 {
-	return mix64(container_of(l, struct mark, hl)->id);
+	return hash_mix64(container_of(l, struct mark, hl)->id);
 }
 
 static uint64_t req_key(const struct lt_request *req)
 {
-	return mix64((uint64_t)(uintptr_t)req);
+	return hash_mix64((uint64_t)(uintptr_t)req);
 }
 
 static uint64_t waiter_hash(const struct hlink *l)
@@ -515,7 +429,7 @@ static void heap_update(struct lock_table *t, struct dl *d, uint64_t when)
 
 static struct frec *file_find(const struct lock_table *t, lt_file_t id)
 {
-	struct hlink *l = ht_first(&t->files, mix64(id));
+	struct hlink *l = ht_first(&t->files, hash_mix64(id));
 
 	for (; l; l = l->next) {
 		struct frec *f = container_of(l, struct frec, hl);
@@ -536,7 +450,7 @@ static struct frec *file_get(struct lock_table *t, lt_file_t id)
 	if (!f)
 		return NULL;
 	f->id = id;
-	ht_insert(&t->files, &f->hl, mix64(id), frec_hash);
+	ht_insert(&t->files, &f->hl, hash_mix64(id));
 	return f;
 }
 
@@ -624,7 +538,7 @@ static void file_clear_stats(struct lock_table *t, struct frec *f)
 	f->rare = NULL;
 	if (f->st || f->calm || f->advisory || (f->last_write && t->cfg.calm_after_ns))
 		return;
-	ht_remove(&t->files, &f->hl, mix64(f->id));
+	ht_remove(&t->files, &f->hl, hash_mix64(f->id));
 	free(f);
 }
 
@@ -662,7 +576,7 @@ static struct mark *mark_find(const struct lock_table *t, lt_file_t id)
 
 	if (t->marks.n == 0)
 		return NULL;
-	for (l = ht_first(&t->marks, mix64(id)); l; l = l->next) {
+	for (l = ht_first(&t->marks, hash_mix64(id)); l; l = l->next) {
 		struct mark *m = container_of(l, struct mark, hl);
 
 		if (m->id == id)
@@ -683,7 +597,7 @@ static struct mark *mark_get(struct lock_table *t, lt_file_t id)
 	m->id = id;
 	dl_init(&m->in);
 	dl_init(&m->in_link);
-	ht_insert(&t->marks, &m->hl, mix64(id), mark_hash);
+	ht_insert(&t->marks, &m->hl, hash_mix64(id));
 	return m;
 }
 
@@ -692,7 +606,7 @@ static void mark_put(struct lock_table *t, struct mark *m)
 {
 	if (mark_is_set(m) || !dl_empty(&m->in))
 		return;
-	ht_remove(&t->marks, &m->hl, mix64(m->id));
+	ht_remove(&t->marks, &m->hl, hash_mix64(m->id));
 	free(m);
 }
 
@@ -735,7 +649,7 @@ static lt_file_t mark_follow(const struct mark *m)
 
 static struct owner *owner_find(const struct lock_table *t, lt_owner_t id)
 {
-	struct hlink *l = ht_first(&t->owners, mix64(id));
+	struct hlink *l = ht_first(&t->owners, hash_mix64(id));
 
 	for (; l; l = l->next) {
 		struct owner *o = container_of(l, struct owner, hl);
@@ -802,7 +716,7 @@ static struct owner *owner_get(struct lock_table *t, lt_owner_t id)
 	dl_init(&o->waits);
 	dl_init(&o->heir_link);
 	dl_init(&o->bequests);
-	ht_insert(&t->owners, &o->hl, mix64(id), owner_hash);
+	ht_insert(&t->owners, &o->hl, hash_mix64(id));
 	owner_dirty(t, o);
 	return o;
 }
@@ -821,7 +735,7 @@ static void settle_owners(struct lock_table *t)
 			dl_del(&o->heir_link);
 			owner_dirty(t, o->heir);
 		}
-		ht_remove(&t->owners, &o->hl, mix64(o->id));
+		ht_remove(&t->owners, &o->hl, hash_mix64(o->id));
 		free(o);
 	}
 }
@@ -1052,7 +966,7 @@ static struct hold *hold_new(struct lock_table *t, struct frec *f, struct owner 
 	dl_add_tail(&st->holds, &h->f_link);
 	dl_add_tail(&o->holds, &h->o_link);
 	count_hold(st, h, true);
-	ht_insert(&t->holds, &h->hl, hold_key(f->id, o->id), hold_hash);
+	ht_insert(&t->holds, &h->hl, hold_key(f->id, o->id));
 	return h;
 }
 
@@ -1481,7 +1395,7 @@ static void hold_give(struct lock_table *t, struct hold *h, struct owner *heir,
 	owner_dirty(t, old);
 	h->o = heir;
 	dl_add_tail(&heir->holds, &h->o_link);
-	ht_insert(&t->holds, &h->hl, hold_key(f->id, heir->id), hold_hash);
+	ht_insert(&t->holds, &h->hl, hold_key(f->id, heir->id));
 	lease_start(t, h, until, now);
 	grant_reentries(t, f, heir, now);
 	file_dirty(t, f);
@@ -1688,14 +1602,14 @@ struct lock_table *lt_new(void)
 
 	if (!t)
 		return NULL;
-	if (ht_init(&t->files, 64) < 0 || ht_init(&t->owners, 16) < 0 ||
-	    ht_init(&t->holds, 16) < 0 || ht_init(&t->waiters, 16) < 0 ||
-	    ht_init(&t->marks, 16) < 0) {
-		free(t->files.b);
-		free(t->owners.b);
-		free(t->holds.b);
-		free(t->waiters.b);
-		free(t->marks.b);
+	if (ht_init(&t->files, 64, frec_hash) < 0 || ht_init(&t->owners, 16, owner_hash) < 0 ||
+	    ht_init(&t->holds, 16, hold_hash) < 0 || ht_init(&t->waiters, 16, waiter_hash) < 0 ||
+	    ht_init(&t->marks, 16, mark_hash) < 0) {
+		ht_free(&t->files);
+		ht_free(&t->owners);
+		ht_free(&t->holds);
+		ht_free(&t->waiters);
+		ht_free(&t->marks);
 		free(t);
 		return NULL;
 	}
@@ -1715,7 +1629,7 @@ static void free_all(struct htab *h, size_t off, void (*extra)(void *))
 			free((char *)l - off);
 		}
 	}
-	free(h->b);
+	ht_free(h);
 }
 
 static void frec_extra(void *p)
@@ -1774,7 +1688,7 @@ static int park(struct lock_table *t, struct lt_request *req, struct frec *f,
 		dl_add_tail(&st->queue, &w->q_link);
 	st->n_wait++;
 	dl_add_tail(&o->waits, &w->o_link);
-	ht_insert(&t->waiters, &w->hl, req_key(req), waiter_hash);
+	ht_insert(&t->waiters, &w->hl, req_key(req));
 	if (req->deadline || w->break_at) {
 		w->dl.when = req->deadline ? req->deadline : UINT64_MAX;
 		if (w->break_at && w->break_at < w->dl.when)
