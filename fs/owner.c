@@ -55,6 +55,8 @@
  */
 #include "owner.h"
 
+#include "hashtab.h"
+#include "list.h"
 #include "log.h"
 
 #include <errno.h>
@@ -106,16 +108,15 @@ struct owner {
 	uint64_t heir_ident;    /* identity the heir must have; 0: no heir */
 	bool in_tid_table;      /* the current owner for its tid */
 	bool in_epoll;
-	struct owner *tid_next, *id_next, *dead_next;
+	struct hlink tid_hl, id_hl; /* owners.by_tid, owners.by_id */
+	struct owner *dead_next;
 };
 
 struct owners {
 	pthread_mutex_t owners_lock;  /* protects everything below but the
 	                                 fields marked fixed */
-	struct owner **by_tid;        /* live owners by tid */
-	struct owner **by_id;         /* every owner not yet reaped, by id */
-	unsigned bits;                /* both tables have 1 << bits buckets */
-	unsigned count;               /* owners in by_id */
+	struct htab by_tid;           /* live owners by tid */
+	struct htab by_id;            /* every owner not yet reaped, by id */
 	unsigned sweep_at;            /* count that triggers the next sweep */
 	uint64_t next_id;
 	struct owner *dead;           /* found gone by a lookup, see above */
@@ -385,47 +386,49 @@ static bool owner_killed(const struct owner *w)
 
 /* ---- tables (owners_lock held) ------------------------------------------ */
 
-static size_t bucket(const struct owners *o, uint64_t key)
+static uint64_t tid_hash(const struct hlink *l)
 {
-	return (size_t)((key * 0x9e3779b97f4a7c15ull) >> (64 - o->bits));
+	return hash_mix64((uint64_t)list_entry(l, struct owner, tid_hl)->info.tid);
+}
+
+static uint64_t id_hash(const struct hlink *l)
+{
+	return hash_mix64(list_entry(l, struct owner, id_hl)->info.id);
 }
 
 static struct owner *tid_find(const struct owners *o, pid_t tid)
 {
-	for (struct owner *w = o->by_tid[bucket(o, (uint64_t)tid)]; w; w = w->tid_next)
+	for (struct hlink *l = ht_first(&o->by_tid, hash_mix64((uint64_t)tid)); l; l = l->next) {
+		struct owner *w = list_entry(l, struct owner, tid_hl);
+
 		if (w->info.tid == tid)
 			return w;
+	}
 	return NULL;
 }
 
 static struct owner *id_find(const struct owners *o, uint64_t id)
 {
-	for (struct owner *w = o->by_id[bucket(o, id)]; w; w = w->id_next)
+	for (struct hlink *l = ht_first(&o->by_id, hash_mix64(id)); l; l = l->next) {
+		struct owner *w = list_entry(l, struct owner, id_hl);
+
 		if (w->info.id == id)
 			return w;
+	}
 	return NULL;
 }
 
 static void tid_unlink(struct owners *o, struct owner *w)
 {
-	struct owner **pp = &o->by_tid[bucket(o, (uint64_t)w->info.tid)];
-
 	if (!w->in_tid_table)
 		return;
-	while (*pp != w)
-		pp = &(*pp)->tid_next;
-	*pp = w->tid_next;
+	ht_remove(&o->by_tid, &w->tid_hl, tid_hash(&w->tid_hl));
 	w->in_tid_table = false;
 }
 
 static void id_unlink(struct owners *o, struct owner *w)
 {
-	struct owner **pp = &o->by_id[bucket(o, w->info.id)];
-
-	while (*pp != w)
-		pp = &(*pp)->id_next;
-	*pp = w->id_next;
-	o->count--;
+	ht_remove(&o->by_id, &w->id_hl, id_hash(&w->id_hl));
 }
 
 static void epoll_remove(struct owners *o, struct owner *w)
@@ -436,44 +439,6 @@ static void epoll_remove(struct owners *o, struct owner *w)
 	}
 }
 
-/* Doubles both tables; on failure the chains just grow longer. */
-static void grow(struct owners *o)
-{
-	unsigned bits = o->bits + 1;
-	size_t n = (size_t)1 << bits, old = (size_t)1 << o->bits;
-	struct owner **by_tid = calloc(n, sizeof(*by_tid));
-	struct owner **by_id = calloc(n, sizeof(*by_id));
-
-	if (!by_tid || !by_id) {
-		free(by_tid);
-		free(by_id);
-		return;
-	}
-	struct owner **old_tid = o->by_tid, **old_id = o->by_id;
-
-	o->by_tid = by_tid;
-	o->by_id = by_id;
-	o->bits = bits;
-	for (size_t i = 0; i < old; i++) {
-		for (struct owner *w = old_id[i], *next; w; w = next) {
-			size_t b = bucket(o, w->info.id);
-
-			next = w->id_next;
-			w->id_next = by_id[b];
-			by_id[b] = w;
-		}
-		for (struct owner *w = old_tid[i], *next; w; w = next) {
-			size_t b = bucket(o, (uint64_t)w->info.tid);
-
-			next = w->tid_next;
-			w->tid_next = by_tid[b];
-			by_tid[b] = w;
-		}
-	}
-	free(old_tid);
-	free(old_id);
-}
-
 enum liveness { OWNER_ALIVE, OWNER_EXITED, OWNER_VANISHED };
 
 static enum liveness check_alive(const struct owners *o, const struct owner *w);
@@ -482,37 +447,42 @@ static void forget_tid(struct owners *o, struct owner *w, enum liveness how);
 /* Reaps thread owners whose thread vanished without an event (process
  * pidfds only; see "What bounds the pidfds"). One /proc read per thread
  * owner, once per doubling of the count. */
+struct sweep {
+	struct owners *o;
+	unsigned found;
+};
+
+static void sweep_one(struct hlink *l, void *arg)
+{
+	struct sweep *sw = arg;
+	struct owner *w = list_entry(l, struct owner, tid_hl);
+	enum liveness how;
+
+	if (w->thread_pidfd || w->info.tid == w->info.pid)
+		return;
+	how = check_alive(sw->o, w);
+	if (how != OWNER_ALIVE) {
+		forget_tid(sw->o, w, how);
+		sw->found++;
+	}
+}
+
 static void sweep_vanished(struct owners *o)
 {
-	unsigned found = 0;
+	struct sweep sw = { .o = o };
+	size_t count = ht_count(&o->by_id);
 
-	if (o->count < o->sweep_at)
+	if (count < o->sweep_at)
 		return;
-	for (size_t b = 0; b < ((size_t)1 << o->bits); b++) {
-		struct owner *w = o->by_tid[b], *next;
-
-		for (; w; w = next) {
-			enum liveness l;
-
-			next = w->tid_next;
-			if (w->thread_pidfd || w->info.tid == w->info.pid)
-				continue;
-			l = check_alive(o, w);
-			if (l != OWNER_ALIVE) {
-				forget_tid(o, w, l);
-				found++;
-			}
-		}
-	}
-	o->sweep_at = 2 * (o->count - found > 32 ? o->count - found : 32);
-	if (found)
-		log_debug("owners: %u exited threads found by a sweep", found);
+	ht_each(&o->by_tid, sweep_one, &sw);
+	o->sweep_at = 2 * (count - sw.found > 32 ? count - sw.found : 32);
+	if (sw.found)
+		log_debug("owners: %u exited threads found by a sweep", sw.found);
 }
 
 static int insert(struct owners *o, struct owner *w)
 {
 	struct epoll_event ev = { .events = EPOLLIN };
-	size_t b;
 
 	w->info.id = o->next_id;
 	ev.data.u64 = w->info.id;
@@ -522,16 +492,9 @@ static int insert(struct owners *o, struct owner *w)
 	w->in_epoll = true;
 	if (!o->thread_pidfds)
 		sweep_vanished(o);
-	if (o->count >= (1u << o->bits))
-		grow(o);
-	b = bucket(o, w->info.id);
-	w->id_next = o->by_id[b];
-	o->by_id[b] = w;
-	b = bucket(o, (uint64_t)w->info.tid);
-	w->tid_next = o->by_tid[b];
-	o->by_tid[b] = w;
+	ht_insert(&o->by_id, &w->id_hl, id_hash(&w->id_hl));
+	ht_insert(&o->by_tid, &w->tid_hl, tid_hash(&w->tid_hl));
 	w->in_tid_table = true;
-	o->count++;
 	return 0;
 }
 
@@ -883,13 +846,10 @@ int owners_new(struct owners **out)
 	o = calloc(1, sizeof(*o));
 	if (!o)
 		return -ENOMEM;
-	o->bits = 6;
 	o->next_id = 1;
 	o->sweep_at = 64;
 	o->epfd = o->evfd = -1;
-	o->by_tid = calloc((size_t)1 << o->bits, sizeof(*o->by_tid));
-	o->by_id = calloc((size_t)1 << o->bits, sizeof(*o->by_id));
-	if (!o->by_tid || !o->by_id) {
+	if (ht_init(&o->by_tid, 64, tid_hash) < 0 || ht_init(&o->by_id, 64, id_hash) < 0) {
 		rc = -ENOMEM;
 		goto fail;
 	}
@@ -937,24 +897,25 @@ fail:
 		close(o->epfd);
 	if (o->evfd >= 0)
 		close(o->evfd);
-	free(o->by_tid);
-	free(o->by_id);
+	ht_free(&o->by_tid);
+	ht_free(&o->by_id);
 	free(o);
 	return rc;
+}
+
+static void destroy_one(struct hlink *l, void *arg)
+{
+	(void)arg;
+	owner_destroy(list_entry(l, struct owner, id_hl));
 }
 
 void owners_free(struct owners *o)
 {
 	if (!o)
 		return;
-	for (size_t i = 0; i < ((size_t)1 << o->bits); i++) {
-		for (struct owner *w = o->by_id[i], *next; w; w = next) {
-			next = w->id_next;
-			owner_destroy(w);
-		}
-	}
-	free(o->by_tid);
-	free(o->by_id);
+	ht_each(&o->by_id, destroy_one, NULL);
+	ht_free(&o->by_tid);
+	ht_free(&o->by_id);
 	close(o->epfd);
 	close(o->evfd);
 	pthread_mutex_destroy(&o->owners_lock);
@@ -992,7 +953,7 @@ unsigned owners_count(struct owners *o)
 	unsigned n;
 
 	pthread_mutex_lock(&o->owners_lock);
-	n = o->count;
+	n = (unsigned)ht_count(&o->by_id);
 	pthread_mutex_unlock(&o->owners_lock);
 	return n;
 }
