@@ -77,6 +77,7 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "list.h"
 #include "locking.h"
 #include "log.h"
 #include "owner.h"
@@ -97,13 +98,13 @@ struct control {
 	unsigned calm_after_ms;
 	uid_t owner_uid;        /* the daemon's user, who may reset (and root) */
 
-	pthread_mutex_t mu;     /* protects handles and every handle's links */
-	struct control_handle *handles; /* open, for control_free() */
+	pthread_mutex_t mu;     /* protects handles and every handle's node */
+	struct list handles;    /* open, for control_free() */
 };
 
 struct control_handle {
 	struct control *c;      /* immutable */
-	struct control_handle *prev, *next; /* c->handles, under c->mu */
+	struct list_node node;  /* in c->handles, under c->mu */
 
 	pthread_mutex_t mu;     /* protects everything below */
 	char *reply;
@@ -205,6 +206,18 @@ static void sb_num(struct sbuf *b, uint64_t v)
 	sb_printf(b, "\t%" PRIu64, v);
 }
 
+/* Fields of a record in protocol order, written as one list so that the
+ * order is read in one place. */
+static void sb_nums(struct sbuf *b, const uint64_t *v, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		sb_num(b, v[i]);
+}
+
+#define SB_NUMS(b, ...) \
+	sb_nums(b, (const uint64_t[]){ __VA_ARGS__ }, \
+		sizeof((const uint64_t[]){ __VA_ARGS__ }) / sizeof(uint64_t))
+
 static void sb_unknown(struct sbuf *b)
 {
 	sb_add(b, "\t-", 2);
@@ -248,12 +261,8 @@ static void put_header(struct control *c, struct sbuf *b)
 	sb_field(b, c->source);
 	/* getpid() now, not at control_new(): the daemon may fork into the
 	 * background after setting up. */
-	sb_num(b, (uint64_t)getpid());
-	sb_num(b, c->lease_ms);
-	sb_num(b, c->lock_timeout_ms);
-	sb_num(b, c->long_read_ms);
-	sb_num(b, c->reader_wait_ms);
-	sb_num(b, c->calm_after_ms);
+	SB_NUMS(b, (uint64_t)getpid(), c->lease_ms, c->lock_timeout_ms, c->long_read_ms,
+		c->reader_wait_ms, c->calm_after_ms);
 	sb_puts(b, "\n");
 }
 
@@ -436,25 +445,13 @@ static void put_stat(struct control *c, struct sbuf *b, const struct lk_stat_sna
 
 	sb_puts(b, "stat");
 	put_path(c, b, ss->file);
-	sb_num(b, st->acquisitions);
-	sb_num(b, st->contentions);
-	sb_num(b, st->waits);
-	sb_num(b, st->waits ? st->wait_min_ns : 0);
-	sb_num(b, st->waits ? st->wait_total_ns / st->waits : 0);
-	sb_num(b, lt_stats_wait_percentile(st, 99.0));
-	sb_num(b, st->wait_max_ns);
-	sb_num(b, st->wait_total_ns);
-	sb_num(b, st->holds);
-	sb_num(b, st->holds ? st->hold_total_ns / st->holds : 0);
-	sb_num(b, st->hold_max_ns);
-	sb_num(b, st->fail_eagain);
-	sb_num(b, st->fail_edeadlk);
-	sb_num(b, st->fail_timeout);
-	sb_num(b, st->fail_intr);
-	sb_num(b, st->joins);
-	sb_num(b, st->broken);
-	sb_num(b, st->calm_learned);
-	sb_num(b, st->advisory_passes);
+	SB_NUMS(b, st->acquisitions, st->contentions, st->waits,
+		st->waits ? st->wait_min_ns : 0,
+		st->waits ? st->wait_total_ns / st->waits : 0,
+		lt_stats_wait_percentile(st, 99.0), st->wait_max_ns, st->wait_total_ns,
+		st->holds, st->holds ? st->hold_total_ns / st->holds : 0, st->hold_max_ns,
+		st->fail_eagain, st->fail_edeadlk, st->fail_timeout, st->fail_intr,
+		st->joins, st->broken, st->calm_learned, st->advisory_passes);
 	sb_puts(b, "\n");
 }
 
@@ -548,6 +545,7 @@ int control_new(struct control **out, struct locking *l, control_path_fn path_of
 	c->calm_after_ms = cfg->calm_after_ms;
 	c->owner_uid = getuid();
 	pthread_mutex_init(&c->mu, NULL);
+	list_init(&c->handles);
 	if (!c->mountpoint || !c->source) {
 		control_free(c);
 		return -ENOMEM;
@@ -565,15 +563,13 @@ static void handle_free(struct control_handle *h)
 
 void control_free(struct control *c)
 {
+	struct list_node *n;
+
 	if (!c)
 		return;
 	/* Nobody else runs now: the session is over. */
-	while (c->handles) {
-		struct control_handle *h = c->handles;
-
-		c->handles = h->next;
-		handle_free(h);
-	}
+	while ((n = list_pop(&c->handles)) != NULL)
+		handle_free(list_entry(n, struct control_handle, node));
 	pthread_mutex_destroy(&c->mu);
 	free(c->mountpoint);
 	free(c->source);
@@ -589,10 +585,7 @@ int control_open(struct control *c, struct control_handle **out)
 	h->c = c;
 	pthread_mutex_init(&h->mu, NULL);
 	pthread_mutex_lock(&c->mu);
-	h->next = c->handles;
-	if (h->next)
-		h->next->prev = h;
-	c->handles = h;
+	list_add_head(&c->handles, &h->node);
 	pthread_mutex_unlock(&c->mu);
 	*out = h;
 	return 0;
@@ -673,12 +666,7 @@ void control_release(struct control_handle *h)
 		return;
 	c = h->c;
 	pthread_mutex_lock(&c->mu);
-	if (h->prev)
-		h->prev->next = h->next;
-	else
-		c->handles = h->next;
-	if (h->next)
-		h->next->prev = h->prev;
+	list_remove(&h->node);
 	pthread_mutex_unlock(&c->mu);
 	handle_free(h);
 }

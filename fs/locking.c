@@ -51,7 +51,8 @@ struct locking {
 
 	pthread_mutex_t mu;         /* protects everything below */
 	struct lock_table *lt;
-	struct lk_wait parked;      /* list head: requests waiting or pending */
+	struct list parked;         /* of lk_wait by p_node: requests waiting or
+	                               pending */
 	uint64_t armed_deadline;    /* what timer_fd is set to, UINT64_MAX = off */
 
 	long ncpus;                 /* online CPUs at start; read-only */
@@ -95,43 +96,23 @@ static int errno_for(int lt_status)
 	return lt_status == -ETIMEDOUT ? -ENOLCK : lt_status;
 }
 
-static void parked_add(struct locking *l, struct lk_wait *w)
+/* Moves what the table decided from the parked list to `todo`, in the
+ * order decided, to resume after unlocking. Called with l->mu held. */
+static void drain(struct locking *l, struct list *todo)
 {
-	w->p_next = l->parked.p_next;
-	w->p_prev = &l->parked;
-	l->parked.p_next->p_prev = w;
-	l->parked.p_next = w;
-}
-
-static void parked_del(struct lk_wait *w)
-{
-	w->p_prev->p_next = w->p_next;
-	w->p_next->p_prev = w->p_prev;
-	w->p_next = w->p_prev = NULL;
-}
-
-/* Collects what the table decided into a singly linked list (through p_next)
- * of requests to resume after unlocking. Called with l->mu held. */
-static struct lk_wait *drain(struct locking *l)
-{
-	struct lk_wait *todo = NULL, **tail = &todo;
 	struct lt_request *r;
 
+	list_init(todo);
 	while ((r = lt_take_decided(l->lt)) != NULL) {
 		struct lk_wait *w = (struct lk_wait *)((char *)r - offsetof(struct lk_wait, lt));
 
-		parked_del(w);
-		if (w->registering) {
-			w->pending = true;
-			w->pending_status = errno_for(r->status);
-			continue;
-		}
+		list_remove(&w->p_node);
 		w->pending_status = errno_for(r->status);
-		*tail = w;
-		tail = &w->p_next;
+		if (w->registering)
+			w->pending = true;
+		else
+			list_add_tail(todo, &w->p_node);
 	}
-	*tail = NULL;
-	return todo;
 }
 
 /* Keeps the timer at the table's earliest deadline. Called with l->mu held. */
@@ -157,28 +138,32 @@ static void rearm(struct locking *l)
 /* Unlocks and answers everything that was decided. */
 static void unlock_and_resume(struct locking *l)
 {
-	struct lk_wait *todo = drain(l);
+	struct list todo;
+	struct list_node *n;
 
+	drain(l, &todo);
 	rearm(l);
 	pthread_mutex_unlock(&l->mu);
-	while (todo) {
-		struct lk_wait *next = todo->p_next;
+	/* Taken off before the resume, which may free the request. */
+	while ((n = list_pop(&todo)) != NULL) {
+		struct lk_wait *w = list_entry(n, struct lk_wait, p_node);
 
-		todo->resume(todo, todo->pending_status);
-		todo = next;
+		w->resume(w, w->pending_status);
 	}
 }
 
 static void on_interrupt(fuse_req_t req, void *data)
 {
 	struct locking *l = data;
-	struct lk_wait *w;
+	struct list_node *n, *tmp;
 
 	pthread_mutex_lock(&l->mu);
 	/* Look the request up rather than trusting a pointer in `data`: the
 	 * waiter may have been answered and freed already, but `req` itself is
 	 * kept alive by libfuse for the duration of this callback. */
-	for (w = l->parked.p_next; w != &l->parked; w = w->p_next) {
+	list_for_each(&l->parked, n, tmp) {
+		struct lk_wait *w = list_entry(n, struct lk_wait, p_node);
+
 		if (w->req == req) {
 			if (w->lt.state == LT_REQ_WAITING) {
 				log_debug("interrupt: open of %016llx by owner %llu cancelled",
@@ -212,12 +197,12 @@ void locking_acquire(struct locking *l, struct lk_wait *w)
 
 	w->registering = true;
 	w->pending = false;
-	w->p_next = w->p_prev = NULL;
+	list_node_init(&w->p_node);
 
 	pthread_mutex_lock(&l->mu);
 	rc = lt_acquire(l->lt, &w->lt, locking_now());
 	if (rc == -EINPROGRESS) {
-		parked_add(l, w);
+		list_add_head(&l->parked, &w->p_node);
 		log_debug("owner %llu waits for %016llx",
 			  (unsigned long long)w->lt.owner, (unsigned long long)w->lt.file);
 	}
@@ -358,7 +343,7 @@ int locking_new(struct locking **out, const struct lockfs_config *cfg)
 	if (!l)
 		return -ENOMEM;
 	l->cfg = cfg;
-	l->parked.p_next = l->parked.p_prev = &l->parked;
+	list_init(&l->parked);
 	l->armed_deadline = UINT64_MAX;
 	l->timer_fd = l->stop_fd = l->epoll_fd = -1;
 	pthread_mutex_init(&l->mu, NULL);
@@ -416,6 +401,7 @@ int locking_start(struct locking *l)
 
 void locking_stop(struct locking *l)
 {
+	struct list_node *n, *tmp;
 	uint64_t one = 1;
 
 	if (l->started) {
@@ -426,9 +412,12 @@ void locking_stop(struct locking *l)
 	}
 	/* Whoever still waits will not be served by this daemon any more. */
 	pthread_mutex_lock(&l->mu);
-	for (struct lk_wait *w = l->parked.p_next; w != &l->parked; w = w->p_next)
+	list_for_each(&l->parked, n, tmp) {
+		struct lk_wait *w = list_entry(n, struct lk_wait, p_node);
+
 		if (w->lt.state == LT_REQ_WAITING)
 			lt_cancel(l->lt, &w->lt, locking_now());
+	}
 	unlock_and_resume(l);
 }
 

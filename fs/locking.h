@@ -22,6 +22,7 @@
 #include <fuse_lowlevel.h>
 #include <stdbool.h>
 
+#include "list.h"
 #include "locktable.h"
 
 struct locking;
@@ -39,7 +40,8 @@ struct lk_wait {
 	bool registering;       /* the parking thread still uses req */
 	int pending_status;     /* decided while registering */
 	bool pending;
-	struct lk_wait *p_next, *p_prev; /* parked list, for interrupts */
+	struct list_node p_node;   /* in the parked list, for interrupts; then
+	                              in the list of decided requests */
 };
 
 int locking_new(struct locking **out, const struct lockfs_config *cfg);

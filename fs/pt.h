@@ -176,6 +176,10 @@ mode_t create_mode(struct passthrough *pt, fuse_req_t req, mode_t mode);
  * tried once more. The descriptor, or -errno. */
 int reopen_inode(struct passthrough *pt, struct inode *in, int flags);
 
+/* The source's stat of an inode, through a descriptor pinned for the call:
+ * 0, or -errno (-ESTALE: its file is gone). */
+int inode_stat(struct passthrough *pt, struct inode *in, struct stat *st);
+
 /* ---- the lock rule (pt_common.c) ---------------------------------------- */
 
 struct lock_params {

@@ -183,7 +183,6 @@ static void note_removed(struct passthrough *pt, const struct stat *st, bool bar
 {
 	struct inode *in = inode_find(pt->inodes, st->st_dev, st->st_ino);
 	struct stat now;
-	int fd;
 
 	if (!in)
 		return;
@@ -194,10 +193,10 @@ static void note_removed(struct passthrough *pt, const struct stat *st, bool bar
 		} else {
 			/* A handle that no longer opens is a file without a
 			 * name that nobody has open. */
-			fd = inode_fd_get(pt->inodes, in);
-			if (fd == -ESTALE || (fd >= 0 && fstat(fd, &now) == 0 && now.st_nlink == 0))
+			int rc = inode_stat(pt, in, &now);
+
+			if (rc == -ESTALE || (rc == 0 && now.st_nlink == 0))
 				locking_gone(pt->locking, in->key);
-			inode_fd_put(pt->inodes, in, fd);
 		}
 	}
 	inode_put(pt->inodes, in);

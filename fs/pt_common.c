@@ -139,6 +139,15 @@ void creds_leave(struct passthrough *pt, const struct creds *prev)
 	}
 }
 
+int inode_stat(struct passthrough *pt, struct inode *in, struct stat *st)
+{
+	int fd = inode_fd_get(pt->inodes, in);
+	int rc = fd < 0 ? fd : rc_errno(fstat(fd, st));
+
+	inode_fd_put(pt->inodes, in, fd);
+	return rc;
+}
+
 int caller_enter(struct passthrough *pt, fuse_req_t req, struct caller *c)
 {
 	int rc;

@@ -17,15 +17,12 @@
 static double entry_timeout_in(struct passthrough *pt, struct inode *dir)
 {
 	struct stat st;
-	int fd;
-	bool everyone;
 
 	if (!pt->multi_user || !dir)
 		return pt->cfg->entry_timeout;
-	fd = inode_fd_get(pt->inodes, dir);
-	everyone = fd >= 0 && fstat(fd, &st) == 0 && (st.st_mode & S_IXOTH);
-	inode_fd_put(pt->inodes, dir, fd);
-	return everyone ? pt->cfg->entry_timeout : 0;
+	if (inode_stat(pt, dir, &st) == 0 && (st.st_mode & S_IXOTH))
+		return pt->cfg->entry_timeout;
+	return 0;
 }
 
 void entry_init(struct passthrough *pt, struct fuse_entry_param *e, struct inode *dir)
@@ -117,21 +114,18 @@ void pt_forget_multi(fuse_req_t req, size_t count, struct fuse_forget_data *forg
 void pt_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct passthrough *pt = pt_of(req);
-	struct inode *in;
+	struct inode *in = inode_get(pt->inodes, ino);
 	struct stat st;
-	int rc = -ESTALE;
+	int rc;
 
-	in = inode_get(pt->inodes, ino);
-	if (in && fi && S_ISREG(in->type)) {
+	if (!in)
+		rc = -ESTALE;
+	else if (fi && S_ISREG(in->type))
 		/* fstat() of an open file: its own descriptor reaches it even
 		 * when a file system cannot reopen an unlinked file by handle. */
 		rc = rc_errno(fstat(handle_of(fi)->fd, &st));
-	} else if (in) {
-		int fd = inode_fd_get(pt->inodes, in);
-
-		rc = fd < 0 ? fd : rc_errno(fstat(fd, &st));
-		inode_fd_put(pt->inodes, in, fd);
-	}
+	else
+		rc = inode_stat(pt, in, &st);
 	inode_put(pt->inodes, in);
 	if (rc < 0)
 		reply_status(req, rc);

@@ -138,10 +138,7 @@ static void open_finish(struct open_op *op, int status)
 	if (S_ISREG(op->inode->type) && (flags & O_TRUNC)) {
 		/* Truncating a file that was replaced behind the mount's back
 		 * would hit somebody else's data: check before opening. */
-		int ipath = inode_fd_get(pt->inodes, op->inode);
-
-		rc = ipath < 0 ? ipath : rc_errno(fstat(ipath, &st));
-		inode_fd_put(pt->inodes, op->inode, ipath);
+		rc = inode_stat(pt, op->inode, &st);
 		if (rc < 0)
 			goto fail;
 		if (st.st_nlink == 0 && !inode_is_unlinked(pt->inodes, op->inode)) {
