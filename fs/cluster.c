@@ -1,0 +1,1031 @@
+/* Cluster mode over ZooKeeper (see cluster.h).
+ *
+ * Concurrency design
+ *   c->mu protects the table of cluster locks, each lock's state machine
+ *   and znode name, the clock of last contact and the statistics. It is
+ *   never held while calling into the ZooKeeper client (which may run a
+ *   completion in the calling thread when it closes) nor while calling
+ *   c->ops. Every change goes: step the lock's state machine under c->mu,
+ *   unlock, carry out the actions it returned (act()).
+ *
+ *   Cluster locks are never freed before cluster_free(): they are the
+ *   context of ZooKeeper watches and completions, which may still arrive
+ *   for a lock long after the daemon stopped using it. One record per file
+ *   this daemon ever asked for (about 300 bytes).
+ *
+ *   Requests carry a small record with their send time: an answer proves
+ *   the session alive at that time, which is what the loss detector needs
+ *   (the server measures its timeout from when it last heard from us, which
+ *   is no earlier than that send time). */
+#include "cluster.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+
+int cluster_parse_spec(const char *spec, struct cluster_spec *out, char *err, size_t errlen)
+{
+	const char *slash, *p, *end;
+	size_t n = 0;
+
+	memset(out, 0, sizeof(*out));
+	if (!spec || !*spec) {
+		snprintf(err, errlen, "cluster: empty; expected HOST:PORT[+HOST:PORT...]/PATH");
+		return -EINVAL;
+	}
+	slash = strchr(spec, '/');
+	if (!slash || slash == spec) {
+		snprintf(err, errlen, "cluster=%s: expected HOST:PORT[+HOST:PORT...]/PATH", spec);
+		return -EINVAL;
+	}
+	for (p = spec; p < slash; p = end + 1) {
+		const char *colon, *port;
+		char *pend;
+		unsigned long v;
+
+		end = memchr(p, '+', (size_t)(slash - p));
+		if (!end)
+			end = slash;
+		colon = NULL;
+		for (const char *q = p; q < end; q++)
+			if (*q == ':')
+				colon = q;
+		if (!colon || colon == p || colon + 1 == end) {
+			snprintf(err, errlen, "cluster=%s: server %.*s is not HOST:PORT", spec,
+				 (int)(end - p), p);
+			return -EINVAL;
+		}
+		for (const char *q = p; q < colon; q++)
+			if (!isalnum((unsigned char)*q) && !strchr(".-_[]:", *q)) {
+				snprintf(err, errlen, "cluster=%s: bad character in host %.*s",
+					 spec, (int)(colon - p), p);
+				return -EINVAL;
+			}
+		port = colon + 1;
+		errno = 0;
+		v = strtoul(port, &pend, 10);
+		if (!isdigit((unsigned char)*port) || pend != end || errno || v == 0 || v > 65535) {
+			snprintf(err, errlen, "cluster=%s: bad port in %.*s", spec, (int)(end - p), p);
+			return -EINVAL;
+		}
+		if (n + (size_t)(end - p) + 2 > sizeof(out->servers)) {
+			snprintf(err, errlen, "cluster=%s: server list too long", spec);
+			return -EINVAL;
+		}
+		if (n)
+			out->servers[n++] = ',';
+		memcpy(out->servers + n, p, (size_t)(end - p));
+		n += (size_t)(end - p);
+		if (end == slash)
+			break;
+	}
+	/* ZooKeeper paths: absolute, no empty, "." or ".." component, no
+	 * trailing slash, no control characters. */
+	if (strlen(slash) >= sizeof(out->path) || slash[1] == '\0') {
+		snprintf(err, errlen, "cluster=%s: PATH must name a znode, at most %zu characters",
+			 spec, sizeof(out->path) - 1);
+		return -EINVAL;
+	}
+	for (p = slash; *p; p = end) {
+		end = strchr(p + 1, '/');
+		if (!end)
+			end = p + strlen(p);
+		size_t len = (size_t)(end - p - 1);
+		if (len == 0 || (len == 1 && p[1] == '.') || (len == 2 && p[1] == '.' && p[2] == '.')) {
+			snprintf(err, errlen, "cluster=%s: PATH has an empty, '.' or '..' component", spec);
+			return -EINVAL;
+		}
+		for (const char *q = p + 1; q < end; q++)
+			if ((unsigned char)*q <= ' ' || *q == 0x7f) {
+				snprintf(err, errlen, "cluster=%s: PATH has a space or control character", spec);
+				return -EINVAL;
+			}
+	}
+	strcpy(out->path, slash);
+	return 0;
+}
+
+int cluster_parse_timeout(const char *s, unsigned *ms)
+{
+	char *end;
+	double v;
+
+	if (!s || !*s || isspace((unsigned char)*s))
+		return -EINVAL;
+	errno = 0;
+	v = strtod(s, &end);
+	if (errno || *end || !(v > 0) || v > 3600)
+		return -EINVAL;
+	*ms = (unsigned)(v * 1000 + 0.5);
+	return *ms ? 0 : -EINVAL;
+}
+
+int cluster_file_name(uint64_t ino, const unsigned char *handle, size_t hlen,
+		      char *buf, size_t size)
+{
+	int n = snprintf(buf, size, "%016" PRIx64, ino);
+
+	if (n < 0 || (size_t)n >= size)
+		return -ENAMETOOLONG;
+	if (hlen) {
+		if ((size_t)n + 1 + 2 * hlen >= size)
+			return -ENAMETOOLONG;
+		buf[n++] = '-';
+		for (size_t i = 0; i < hlen; i++, n += 2)
+			snprintf(buf + n, 3, "%02x", handle[i]);
+	}
+	return 0;
+}
+
+long long cluster_seq(const char *child)
+{
+	const char *dash = strrchr(child, '-');
+	long long v = 0;
+
+	/* ZooKeeper appends a ten-digit sequence number to "lock-...-". */
+	if (strncmp(child, "lock-", 5) != 0 || !dash || strlen(dash + 1) != 10)
+		return -1;
+	for (const char *p = dash + 1; *p; p++) {
+		if (!isdigit((unsigned char)*p))
+			return -1;
+		v = v * 10 + (*p - '0');
+	}
+	return v;
+}
+
+unsigned cl_fsm_step(struct cl_fsm *f, enum cl_event e)
+{
+	switch (e) {
+	case CE_WANT:
+		if (f->st == CL_REMOTE) {
+			f->st = CL_ACQUIRING;
+			f->want = false;
+			return CA_CREATE;
+		}
+		/* Held already, or asked for: nothing to do now. While it is
+		 * being given up, ask again once it is gone (FIFO: behind the
+		 * daemon that recalled it). */
+		if (f->st == CL_RECALLED || f->st == CL_HANDING_OVER || f->st == CL_LOST)
+			f->want = true;
+		return 0;
+	case CE_FIRST:
+		if (f->st != CL_ACQUIRING)
+			return 0;
+		f->st = CL_HELD;
+		return CA_GRANT;
+	case CE_BEHIND:
+		if (f->st != CL_HELD)
+			return 0;
+		f->st = CL_RECALLED;
+		return CA_RECALL;
+	case CE_IDLE:
+		if (f->st != CL_RECALLED && f->st != CL_LOST)
+			return 0;
+		f->st = CL_HANDING_OVER;
+		return CA_DELETE;
+	case CE_DELETED:
+		if (f->st == CL_HANDING_OVER) {
+			f->st = CL_REMOTE;
+			if (f->want)
+				return cl_fsm_step(f, CE_WANT);
+		} else if (f->st == CL_ACQUIRING) {
+			/* Our queued znode vanished (the session died): ask
+			 * again. */
+			f->st = CL_REMOTE;
+			return cl_fsm_step(f, CE_WANT);
+		} else if (f->st == CL_HELD || f->st == CL_RECALLED) {
+			return cl_fsm_step(f, CE_SUSPECT);
+		}
+		return 0;
+	case CE_SUSPECT:
+		/* A recalled lock is being given up already; its local side
+		 * still answers CE_IDLE, and hearing "lost" twice is harmless. */
+		if (f->st == CL_HELD || f->st == CL_RECALLED) {
+			f->st = CL_LOST;
+			return CA_LOST;
+		}
+		return 0;
+	case CE_FAILED:
+		if (f->st == CL_ACQUIRING)
+			f->st = CL_REMOTE;
+		return 0;
+	}
+	return 0;
+}
+
+const char *cl_state_name(enum cl_state s)
+{
+	static const char *const names[] = {
+		[CL_REMOTE] = "remote", [CL_ACQUIRING] = "acquiring", [CL_HELD] = "held",
+		[CL_RECALLED] = "recalled", [CL_HANDING_OVER] = "handing-over", [CL_LOST] = "lost",
+	};
+	return (unsigned)s < sizeof(names) / sizeof(names[0]) ? names[s] : "?";
+}
+
+#ifdef LOCKFS_HAVE_ZOOKEEPER
+#include <pthread.h>
+#include <time.h>
+#include <unistd.h>
+/* The multi-threaded client: its synchronous calls are declared only then. */
+#define THREADED
+#include <zookeeper/zookeeper.h>
+
+#include "hashtab.h"
+#include "list.h"
+
+struct clock {
+	struct hlink link;
+	struct cluster *c;
+	uint64_t key;
+	char dir[CLUSTER_NAME_MAX + 300];    /* PATH/locks/<name> */
+	/* Under c->mu: */
+	struct cl_fsm fsm;
+	char node[CLUSTER_NAME_MAX + 400];   /* our znode, "" if none */
+	long long seq;
+	int64_t token;
+	unsigned waiters;
+	bool dir_known;     /* the container exists, as far as we know */
+	bool watching;      /* a children watch is armed */
+	bool retry;         /* the watchdog asks again (after a failure) */
+};
+
+struct cluster {
+	struct cluster_config cfg;
+	struct cluster_ops ops;
+	void *arg;
+	char ident[300];            /* "<host> <pid>": our znodes' data */
+
+	pthread_mutex_t mu;         /* protects everything below */
+	pthread_cond_t cv;
+	zhandle_t *zh;
+	char prefix[64];            /* "lock-<session id>-" */
+	struct htab locks;          /* of struct clock, by key */
+	uint64_t last_heard;        /* ns: send time of the latest answer */
+	uint64_t suspect_since;     /* 0 = the session is trusted */
+	bool connected, expired, stopping, ping_out;
+	struct cluster_stats st;
+	pthread_t watchdog;
+	bool watchdog_started;
+};
+
+struct zreq {
+	struct cluster *c;
+	struct clock *cl;           /* NULL for pings */
+	uint64_t sent;
+};
+
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+static uint64_t clock_hash(const struct hlink *l)
+{
+	return hash_mix64(list_entry(l, struct clock, link)->key);
+}
+
+/* Called with c->mu held. */
+static struct clock *find(struct cluster *c, uint64_t key)
+{
+	for (struct hlink *l = ht_first(&c->locks, hash_mix64(key)); l; l = l->next) {
+		struct clock *cl = list_entry(l, struct clock, link);
+
+		if (cl->key == key)
+			return cl;
+	}
+	return NULL;
+}
+
+/* Whether the server answered (the session was alive when rq was sent). */
+static bool answered(int rc)
+{
+	return rc == ZOK || (rc <= ZAPIERROR && rc != ZSESSIONEXPIRED &&
+			     rc != ZCLOSING && rc != ZSESSIONMOVED);
+}
+
+/* Records an answer to rq, frees rq. Returns false when the module is
+ * closing (the caller must not go on). */
+static bool heard(struct zreq *rq, int rc)
+{
+	struct cluster *c = rq->c;
+	bool go;
+
+	pthread_mutex_lock(&c->mu);
+	if (answered(rc) && rq->sent > c->last_heard) {
+		c->last_heard = rq->sent;
+		/* Locks declared lost stay lost; new ones may be trusted
+		 * again once the session has answered since. */
+		if (c->suspect_since && rq->sent > c->suspect_since)
+			c->suspect_since = 0;
+	}
+	if (rc == ZSESSIONEXPIRED) {
+		c->expired = true;
+		pthread_cond_broadcast(&c->cv);
+	}
+	go = !c->stopping;
+	pthread_mutex_unlock(&c->mu);
+	free(rq);
+	return go && rc != ZCLOSING;
+}
+
+/* A request record for cl; NULL and the zhandle in *zh, under c->mu. */
+static struct zreq *zreq_new(struct cluster *c, struct clock *cl, zhandle_t **zh)
+{
+	struct zreq *rq = malloc(sizeof(*rq));
+
+	if (!rq)
+		return NULL;
+	rq->c = c;
+	rq->cl = cl;
+	rq->sent = now_ns();
+	pthread_mutex_lock(&c->mu);
+	*zh = c->zh;
+	c->st.requests++;
+	pthread_mutex_unlock(&c->mu);
+	return rq;
+}
+
+static void act(struct clock *cl, unsigned actions);
+
+/* Steps cl's state machine and carries out what it says. */
+static void step(struct clock *cl, enum cl_event e)
+{
+	unsigned a;
+
+	pthread_mutex_lock(&cl->c->mu);
+	a = cl_fsm_step(&cl->fsm, e);
+	pthread_mutex_unlock(&cl->c->mu);
+	act(cl, a);
+}
+
+/* A request could not be sent or failed on the way: the watchdog tries
+ * again, so a lost connection never turns into a retry loop. */
+static void later(struct clock *cl, enum cl_event e)
+{
+	pthread_mutex_lock(&cl->c->mu);
+	cl->retry = true;
+	pthread_mutex_unlock(&cl->c->mu);
+	if (e == CE_FAILED)
+		step(cl, CE_FAILED);
+}
+
+static void watch_children(zhandle_t *zh, int type, int state, const char *path, void *ctx);
+static void children_done(int rc, const struct String_vector *v, const void *data);
+
+static void get_children(struct clock *cl)
+{
+	struct cluster *c = cl->c;
+	struct zreq *rq;
+	zhandle_t *zh;
+	bool arm;
+	int rc;
+
+	pthread_mutex_lock(&c->mu);
+	arm = !cl->watching;
+	cl->watching = true;
+	pthread_mutex_unlock(&c->mu);
+	rq = zreq_new(c, cl, &zh);
+	if (!rq) {
+		later(cl, CE_FAILED);
+		return;
+	}
+	rc = arm ? zoo_awget_children(zh, cl->dir, watch_children, cl, children_done, rq)
+		 : zoo_aget_children(zh, cl->dir, 0, children_done, rq);
+	if (rc != ZOK) {
+		free(rq);
+		pthread_mutex_lock(&c->mu);
+		if (arm)
+			cl->watching = false;
+		pthread_mutex_unlock(&c->mu);
+		later(cl, CE_FAILED);
+	}
+}
+
+static void watch_children(zhandle_t *zh, int type, int state, const char *path, void *ctx)
+{
+	struct clock *cl = ctx;
+	bool interested;
+
+	pthread_mutex_lock(&cl->c->mu);
+	cl->watching = false;
+	/* Who queued or left matters only while we hold or wait. */
+	interested = !cl->c->stopping && type != ZOO_SESSION_EVENT &&
+		     (cl->fsm.st == CL_ACQUIRING || cl->fsm.st == CL_HELD);
+	pthread_mutex_unlock(&cl->c->mu);
+	if (interested)
+		get_children(cl);
+}
+
+static void create_child(struct clock *cl);
+
+static void children_done(int rc, const struct String_vector *v, const void *data)
+{
+	struct zreq *rq = (struct zreq *)data;
+	struct clock *cl = rq->cl;
+	struct cluster *c = cl->c;
+	long long min = -1;
+	unsigned behind = 0;
+	bool mine = false;
+	enum cl_event e = CE_FAILED;
+	bool have_event = false;
+
+	if (!heard(rq, rc))
+		return;
+	pthread_mutex_lock(&c->mu);
+	if (rc == ZOK) {
+		for (int32_t i = 0; i < v->count; i++) {
+			long long s = cluster_seq(v->data[i]);
+
+			if (s < 0)
+				continue;
+			if (min < 0 || s < min)
+				min = s;
+			/* After a connection loss during create, our znode
+			 * may exist without our knowing its name: the session
+			 * prefix finds it. */
+			if (!cl->node[0] && cl->fsm.st == CL_ACQUIRING &&
+			    strncmp(v->data[i], c->prefix, strlen(c->prefix)) == 0) {
+				snprintf(cl->node, sizeof(cl->node), "%s/%s", cl->dir, v->data[i]);
+				cl->seq = s;
+			}
+			if (cl->node[0] && s == cl->seq)
+				mine = true;
+			else if (cl->node[0] && s > cl->seq)
+				behind++;
+		}
+		cl->waiters = (unsigned)(v->count - (mine ? 1 : 0));
+		if (cl->node[0] && !mine && cl->fsm.st != CL_HANDING_OVER) {
+			/* Our znode is gone: the server dropped our session. */
+			cl->node[0] = '\0';
+			e = CE_DELETED;
+			have_event = true;
+		} else if (mine && cl->fsm.st == CL_ACQUIRING && cl->seq == min &&
+			   !c->suspect_since) {
+			e = CE_FIRST;
+			have_event = true;
+		} else if (mine && cl->fsm.st == CL_HELD && behind > 0) {
+			e = CE_BEHIND;
+			have_event = true;
+		}
+	} else if (rc == ZNONODE && cl->fsm.st == CL_ACQUIRING) {
+		cl->dir_known = false;
+		if (cl->node[0]) {
+			cl->node[0] = '\0';
+			e = CE_DELETED;
+			have_event = true;
+		}
+	} else if (cl->fsm.st == CL_ACQUIRING) {
+		cl->retry = true;
+	}
+	pthread_mutex_unlock(&c->mu);
+	if (have_event)
+		step(cl, e);
+}
+
+static void child_done(int rc, const char *name, const struct Stat *stat, const void *data)
+{
+	struct zreq *rq = (struct zreq *)data;
+	struct clock *cl = rq->cl;
+	struct cluster *c = cl->c;
+
+	if (!heard(rq, rc))
+		return;
+	if (rc == ZOK) {
+		pthread_mutex_lock(&c->mu);
+		snprintf(cl->node, sizeof(cl->node), "%s", name);
+		cl->seq = cluster_seq(strrchr(name, '/') ? strrchr(name, '/') + 1 : name);
+		cl->token = stat ? stat->czxid : 0;
+		pthread_mutex_unlock(&c->mu);
+		get_children(cl);
+	} else if (rc == ZNONODE) {
+		/* The container was removed since we last used it. */
+		pthread_mutex_lock(&c->mu);
+		cl->dir_known = false;
+		pthread_mutex_unlock(&c->mu);
+		create_child(cl);
+	} else if (rc == ZCONNECTIONLOSS || rc == ZOPERATIONTIMEOUT) {
+		/* Created or not: the children listing tells (prefix). */
+		get_children(cl);
+	} else {
+		log_err("cluster: creating a lock in %s: %s", cl->dir, zerror(rc));
+		later(cl, CE_FAILED);
+	}
+}
+
+static void dir_done(int rc, const char *name, const void *data)
+{
+	struct zreq *rq = (struct zreq *)data;
+	struct clock *cl = rq->cl;
+
+	if (!heard(rq, rc))
+		return;
+	if (rc == ZOK || rc == ZNODEEXISTS) {
+		pthread_mutex_lock(&cl->c->mu);
+		cl->dir_known = true;
+		pthread_mutex_unlock(&cl->c->mu);
+		create_child(cl);
+	} else {
+		log_err("cluster: creating %s: %s", cl->dir, zerror(rc));
+		later(cl, CE_FAILED);
+	}
+}
+
+/* Our place in the file's queue: the container first if it may be
+ * missing (containers go when their last child does). */
+static void create_child(struct clock *cl)
+{
+	struct cluster *c = cl->c;
+	char path[sizeof(cl->dir) + 64];
+	struct zreq *rq;
+	zhandle_t *zh;
+	bool dir;
+	int rc;
+
+	pthread_mutex_lock(&c->mu);
+	dir = cl->dir_known;
+	snprintf(path, sizeof(path), "%s/%s", cl->dir, c->prefix);
+	pthread_mutex_unlock(&c->mu);
+	rq = zreq_new(c, cl, &zh);
+	if (!rq) {
+		later(cl, CE_FAILED);
+		return;
+	}
+	if (dir)
+		rc = zoo_acreate2(zh, path, c->ident, (int)strlen(c->ident), &ZOO_OPEN_ACL_UNSAFE,
+				  ZOO_EPHEMERAL_SEQUENTIAL, child_done, rq);
+	else
+		rc = zoo_acreate(zh, cl->dir, "", 0, &ZOO_OPEN_ACL_UNSAFE, ZOO_CONTAINER,
+				 dir_done, rq);
+	if (rc != ZOK) {
+		free(rq);
+		later(cl, CE_FAILED);
+	}
+}
+
+static void delete_done(int rc, const void *data)
+{
+	struct zreq *rq = (struct zreq *)data;
+	struct clock *cl = rq->cl;
+	bool gone = rc == ZOK || rc == ZNONODE || rc == ZSESSIONEXPIRED;
+
+	if (!heard(rq, rc))
+		return;
+	if (!gone) {
+		later(cl, CE_IDLE);
+		return;
+	}
+	pthread_mutex_lock(&cl->c->mu);
+	cl->node[0] = '\0';
+	cl->token = 0;
+	pthread_mutex_unlock(&cl->c->mu);
+	step(cl, CE_DELETED);
+}
+
+static void delete_node(struct clock *cl)
+{
+	struct cluster *c = cl->c;
+	char node[sizeof(cl->node)];
+	struct zreq *rq;
+	zhandle_t *zh;
+
+	pthread_mutex_lock(&c->mu);
+	snprintf(node, sizeof(node), "%s", cl->node);
+	pthread_mutex_unlock(&c->mu);
+	if (!node[0]) {
+		step(cl, CE_DELETED);
+		return;
+	}
+	rq = zreq_new(c, cl, &zh);
+	if (!rq || zoo_adelete(zh, node, -1, delete_done, rq) != ZOK) {
+		free(rq);
+		later(cl, CE_IDLE);
+	}
+}
+
+static void act(struct clock *cl, unsigned a)
+{
+	struct cluster *c = cl->c;
+
+	if (a & CA_CREATE)
+		create_child(cl);
+	if (a & CA_GRANT) {
+		pthread_mutex_lock(&c->mu);
+		c->st.grants++;
+		pthread_mutex_unlock(&c->mu);
+		c->ops.granted(c->arg, cl->key);
+	}
+	if (a & CA_RECALL) {
+		pthread_mutex_lock(&c->mu);
+		c->st.recalls++;
+		pthread_mutex_unlock(&c->mu);
+		c->ops.recall(c->arg, cl->key);
+	}
+	if (a & CA_LOST) {
+		pthread_mutex_lock(&c->mu);
+		c->st.losses++;
+		pthread_mutex_unlock(&c->mu);
+		log_err("cluster: lock of %s lost (no contact with ZooKeeper for the session timeout)",
+			cl->dir);
+		c->ops.lost(c->arg, cl->key);
+	}
+	if (a & CA_DELETE) {
+		if (c->ops.flush)
+			c->ops.flush(c->arg, cl->key);
+		delete_node(cl);
+	}
+}
+
+void cluster_acquire(struct cluster *c, uint64_t key, const char *name)
+{
+	struct clock *cl;
+
+	pthread_mutex_lock(&c->mu);
+	cl = find(c, key);
+	if (!cl) {
+		cl = calloc(1, sizeof(*cl));
+		if (!cl) {
+			pthread_mutex_unlock(&c->mu);
+			log_err("cluster: out of memory");
+			return;
+		}
+		cl->c = c;
+		cl->key = key;
+		snprintf(cl->dir, sizeof(cl->dir), "%s/locks/%s", c->cfg.spec.path, name);
+		ht_insert(&c->locks, &cl->link, hash_mix64(key));
+	}
+	pthread_mutex_unlock(&c->mu);
+	step(cl, CE_WANT);
+}
+
+void cluster_idle(struct cluster *c, uint64_t key)
+{
+	struct clock *cl;
+
+	pthread_mutex_lock(&c->mu);
+	cl = find(c, key);
+	pthread_mutex_unlock(&c->mu);
+	if (cl)
+		step(cl, CE_IDLE);
+}
+
+int cluster_lock_info(struct cluster *c, uint64_t key, struct cluster_lock_info *out)
+{
+	struct clock *cl;
+
+	pthread_mutex_lock(&c->mu);
+	cl = find(c, key);
+	if (cl) {
+		out->st = cl->fsm.st;
+		out->token = cl->fsm.st == CL_HELD || cl->fsm.st == CL_RECALLED ? cl->token : 0;
+		out->waiters = cl->waiters;
+	}
+	pthread_mutex_unlock(&c->mu);
+	return cl ? 0 : -ENOENT;
+}
+
+void cluster_get_stats(struct cluster *c, struct cluster_stats *out)
+{
+	pthread_mutex_lock(&c->mu);
+	*out = c->st;
+	pthread_mutex_unlock(&c->mu);
+}
+
+static void session_watch(zhandle_t *zh, int type, int state, const char *path, void *ctx)
+{
+	struct cluster *c = ctx;
+
+	if (type != ZOO_SESSION_EVENT)
+		return;
+	pthread_mutex_lock(&c->mu);
+	if (state == ZOO_CONNECTED_STATE) {
+		c->connected = true;
+	} else if (state == ZOO_EXPIRED_SESSION_STATE) {
+		c->connected = false;
+		c->expired = true;
+	} else {
+		if (c->connected)
+			log_err("cluster: connection to ZooKeeper lost, reconnecting");
+		c->connected = false;
+	}
+	pthread_cond_broadcast(&c->cv);
+	pthread_mutex_unlock(&c->mu);
+}
+
+static void ping_done(int rc, const struct Stat *stat, const void *data)
+{
+	struct zreq *rq = (struct zreq *)data;
+	struct cluster *c = rq->c;
+
+	heard(rq, rc);
+	pthread_mutex_lock(&c->mu);
+	c->ping_out = false;
+	pthread_mutex_unlock(&c->mu);
+}
+
+struct collect {
+	struct clock **v;
+	size_t n, cap;
+};
+
+static void collect_one(struct hlink *l, void *arg)
+{
+	struct collect *k = arg;
+
+	if (k->n < k->cap)
+		k->v[k->n++] = list_entry(l, struct clock, link);
+}
+
+/* Every lock, for the watchdog's passes; NULL on allocation failure. Called
+ * with c->mu held. */
+static struct clock **all_locks(struct cluster *c, size_t *n)
+{
+	struct collect k = { .cap = ht_count(&c->locks) };
+
+	k.v = calloc(k.cap ? k.cap : 1, sizeof(*k.v));
+	if (k.v)
+		ht_each(&c->locks, collect_one, &k);
+	*n = k.n;
+	return k.v;
+}
+
+static int session_open(struct cluster *c);
+
+/* The session timeout as the server granted it, or ours if shorter. */
+static uint64_t timeout_ns(struct cluster *c)
+{
+	uint64_t t = c->cfg.timeout_ms * 1000000ull;
+	int granted = c->zh ? zoo_recv_timeout(c->zh) : 0;
+
+	if (granted > 0 && (uint64_t)granted * 1000000ull < t)
+		t = (uint64_t)granted * 1000000ull;
+	return t;
+}
+
+static void *watchdog(void *arg)
+{
+	struct cluster *c = arg;
+	uint64_t period = c->cfg.timeout_ms * 1000000ull / 6;
+
+	if (period < 50000000ull)
+		period = 50000000ull;
+	pthread_mutex_lock(&c->mu);
+	while (!c->stopping) {
+		struct timespec ts;
+		uint64_t now, t;
+		struct clock **v = NULL;
+		size_t n = 0;
+		bool suspect = false, expired, ping;
+
+		clock_gettime(CLOCK_REALTIME, &ts);
+		t = (uint64_t)ts.tv_nsec + period;
+		ts.tv_sec += (time_t)(t / 1000000000ull);
+		ts.tv_nsec = (long)(t % 1000000000ull);
+		pthread_cond_timedwait(&c->cv, &c->mu, &ts);
+		if (c->stopping)
+			break;
+		now = now_ns();
+		/* Our own clock, before ZooKeeper tells us: the server may
+		 * drop the session once the timeout passed since it last
+		 * heard from us, which is no earlier than last_heard. One
+		 * period of margin covers this thread's own lateness. */
+		if (!c->suspect_since && now - c->last_heard + period >= timeout_ns(c)) {
+			c->suspect_since = now;
+			suspect = true;
+			log_err("cluster: no answer from ZooKeeper for %llu ms: cached locks are no longer trusted",
+				(unsigned long long)((now - c->last_heard) / 1000000));
+		}
+		expired = c->expired;
+		ping = !c->ping_out && c->connected && !expired;
+		if (ping)
+			c->ping_out = true;
+		v = all_locks(c, &n);
+		pthread_mutex_unlock(&c->mu);
+
+		if (ping) {
+			zhandle_t *zh;
+			struct zreq *rq = zreq_new(c, NULL, &zh);
+
+			if (!rq || zoo_aexists(zh, c->cfg.spec.path, 0, ping_done, rq) != ZOK) {
+				free(rq);
+				pthread_mutex_lock(&c->mu);
+				c->ping_out = false;
+				pthread_mutex_unlock(&c->mu);
+			}
+		}
+		for (size_t i = 0; v && i < n; i++)
+			if (suspect || expired)
+				step(v[i], CE_SUSPECT);
+		if (expired) {
+			/* The old handle is dead; every znode it had is gone. */
+			log_err("cluster: ZooKeeper session expired, opening a new one");
+			pthread_mutex_lock(&c->mu);
+			zhandle_t *old = c->zh;
+			c->zh = NULL;
+			c->expired = false;
+			c->connected = false;
+			pthread_mutex_unlock(&c->mu);
+			zookeeper_close(old);
+			if (session_open(c) < 0) {
+				pthread_mutex_lock(&c->mu);
+				c->expired = true;
+				pthread_mutex_unlock(&c->mu);
+			}
+			for (size_t i = 0; v && i < n; i++) {
+				pthread_mutex_lock(&c->mu);
+				bool had = v[i]->node[0] != '\0' || v[i]->fsm.st == CL_ACQUIRING;
+				v[i]->node[0] = '\0';
+				v[i]->watching = false;
+				pthread_mutex_unlock(&c->mu);
+				if (had)
+					step(v[i], CE_DELETED);
+			}
+		}
+		for (size_t i = 0; v && i < n; i++) {
+			bool retry;
+			enum cl_state st;
+
+			pthread_mutex_lock(&c->mu);
+			retry = v[i]->retry && c->connected;
+			if (retry)
+				v[i]->retry = false;
+			st = v[i]->fsm.st;
+			pthread_mutex_unlock(&c->mu);
+			if (!retry)
+				continue;
+			if (st == CL_HANDING_OVER)
+				delete_node(v[i]);
+			else if (st == CL_ACQUIRING)
+				get_children(v[i]);
+			else if (st == CL_REMOTE)
+				step(v[i], CE_WANT);
+		}
+		free(v);
+		pthread_mutex_lock(&c->mu);
+	}
+	pthread_mutex_unlock(&c->mu);
+	return NULL;
+}
+
+/* Makes PATH and PATH/locks (persistent). Synchronous: only at start. */
+static int make_root(struct cluster *c)
+{
+	char path[sizeof(c->cfg.spec.path) + 8];
+	size_t len = strlen(c->cfg.spec.path);
+
+	snprintf(path, sizeof(path), "%s/locks", c->cfg.spec.path);
+	for (size_t i = 1; i <= len + 6; i++) {
+		if (path[i] != '/' && path[i] != '\0')
+			continue;
+		char save = path[i];
+		int rc;
+
+		path[i] = '\0';
+		rc = zoo_create(c->zh, path, "", 0, &ZOO_OPEN_ACL_UNSAFE, ZOO_PERSISTENT, NULL, 0);
+		path[i] = save;
+		if (rc != ZOK && rc != ZNODEEXISTS) {
+			log_err("cluster: creating %.*s: %s", (int)i, path, zerror(rc));
+			return -EIO;
+		}
+	}
+	return 0;
+}
+
+/* A new session; waits at most the session timeout for it. */
+static int session_open(struct cluster *c)
+{
+	zhandle_t *zh = zookeeper_init(c->cfg.spec.servers, session_watch,
+				       (int)c->cfg.timeout_ms, NULL, c, 0);
+	struct timespec ts;
+	uint64_t t;
+	bool ok;
+
+	if (!zh) {
+		log_err("cluster: cannot use ZooKeeper servers %s: %s", c->cfg.spec.servers,
+			strerror(errno));
+		return -errno ? -errno : -EIO;
+	}
+	clock_gettime(CLOCK_REALTIME, &ts);
+	t = (uint64_t)ts.tv_nsec + c->cfg.timeout_ms * 1000000ull;
+	ts.tv_sec += (time_t)(t / 1000000000ull);
+	ts.tv_nsec = (long)(t % 1000000000ull);
+	pthread_mutex_lock(&c->mu);
+	c->zh = zh;
+	while (!c->connected && !c->stopping &&
+	       pthread_cond_timedwait(&c->cv, &c->mu, &ts) == 0)
+		;
+	ok = c->connected;
+	if (ok) {
+		const clientid_t *id = zoo_client_id(zh);
+
+		snprintf(c->prefix, sizeof(c->prefix), "lock-%016llx-",
+			 (unsigned long long)id->client_id);
+		c->last_heard = now_ns();
+		c->suspect_since = 0;
+	}
+	pthread_mutex_unlock(&c->mu);
+	if (!ok) {
+		log_err("cluster: no ZooKeeper server of %s answered within %u ms",
+			c->cfg.spec.servers, c->cfg.timeout_ms);
+		return -ETIMEDOUT;
+	}
+	return make_root(c);
+}
+
+int cluster_new(struct cluster **out, const struct cluster_config *cfg,
+		const struct cluster_ops *ops, void *arg)
+{
+	struct cluster *c = calloc(1, sizeof(*c));
+	char host[256] = "";
+	int rc;
+
+	if (!c)
+		return -ENOMEM;
+	c->cfg = *cfg;
+	c->ops = *ops;
+	c->arg = arg;
+	pthread_mutex_init(&c->mu, NULL);
+	pthread_cond_init(&c->cv, NULL);
+	gethostname(host, sizeof(host) - 1);
+	snprintf(c->ident, sizeof(c->ident), "%s %d", host, (int)getpid());
+	zoo_set_debug_level(ZOO_LOG_LEVEL_ERROR);
+	rc = ht_init(&c->locks, 64, clock_hash);
+	if (rc == 0)
+		rc = session_open(c);
+	if (rc == 0) {
+		rc = -pthread_create(&c->watchdog, NULL, watchdog, c);
+		c->watchdog_started = rc == 0;
+	}
+	if (rc < 0) {
+		cluster_free(c);
+		return rc;
+	}
+	*out = c;
+	return 0;
+}
+
+static void free_one(struct hlink *l, void *arg)
+{
+	free(list_entry(l, struct clock, link));
+}
+
+void cluster_free(struct cluster *c)
+{
+	if (!c)
+		return;
+	pthread_mutex_lock(&c->mu);
+	c->stopping = true;
+	pthread_cond_broadcast(&c->cv);
+	pthread_mutex_unlock(&c->mu);
+	if (c->watchdog_started)
+		pthread_join(c->watchdog, NULL);
+	/* Closing runs the outstanding completions (ZCLOSING), which still
+	 * use the locks: they go after. */
+	if (c->zh)
+		zookeeper_close(c->zh);
+	if (c->locks.b) {
+		ht_each(&c->locks, free_one, NULL);
+		ht_free(&c->locks);
+	}
+	pthread_cond_destroy(&c->cv);
+	pthread_mutex_destroy(&c->mu);
+	free(c);
+}
+#else
+int cluster_new(struct cluster **out, const struct cluster_config *cfg,
+		const struct cluster_ops *ops, void *arg)
+{
+	log_err("cluster: this lockfs was built without ZooKeeper support "
+		"(install libzookeeper-mt-dev and rebuild)");
+	return -ENOTSUP;
+}
+
+void cluster_free(struct cluster *c)
+{
+}
+
+void cluster_acquire(struct cluster *c, uint64_t key, const char *name)
+{
+}
+
+void cluster_idle(struct cluster *c, uint64_t key)
+{
+}
+
+int cluster_lock_info(struct cluster *c, uint64_t key, struct cluster_lock_info *out)
+{
+	return -ENOENT;
+}
+
+void cluster_get_stats(struct cluster *c, struct cluster_stats *out)
+{
+	memset(out, 0, sizeof(*out));
+}
+#endif
