@@ -360,8 +360,13 @@ static void step(struct clock *cl, enum cl_event e)
 {
 	unsigned a;
 
+	enum cl_state from;
+
 	pthread_mutex_lock(&cl->c->mu);
+	from = cl->fsm.st;
 	a = cl_fsm_step(&cl->fsm, e);
+	log_debug("cluster: %s: %s -(%d)-> %s, actions %#x", cl->dir, cl_state_name(from), (int)e,
+		  cl_state_name(cl->fsm.st), a);
 	pthread_mutex_unlock(&cl->c->mu);
 	act(cl, a);
 }
@@ -488,6 +493,11 @@ static void children_done(int rc, const struct String_vector *v, const void *dat
 	pthread_mutex_unlock(&c->mu);
 	if (have_event)
 		step(cl, e);
+	/* Somebody queued behind us before we were first: the listing that
+	 * made us first is the last news of it, so recall at once (after one
+	 * local batch). */
+	if (have_event && e == CE_FIRST && behind > 0)
+		step(cl, CE_BEHIND);
 }
 
 static void child_done(int rc, const char *name, const struct Stat *stat, const void *data)

@@ -34,6 +34,8 @@ struct lockfs_config {
 	                           keeps open (inode.h); main.c caps it at a
 	                           quarter of RLIMIT_NOFILE */
 	int log_level;          /* -o log_level= (enum log_level), -d: debug */
+	char *cluster;          /* -o cluster=SERVERS/PATH (fs/cluster.h), NULL = off */
+	unsigned cluster_timeout_ms; /* -o cluster_timeout=SECS */
 };
 
 #define LOCKFS_DEFAULT_LEASE_MS 250

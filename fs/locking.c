@@ -40,7 +40,10 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "cluster.h"
 #include "config.h"
+#include "hashtab.h"
+#include "list.h"
 #include "log.h"
 #include "owner.h"
 #include "procscan.h"
@@ -61,6 +64,25 @@ struct locking {
 	int epoll_fd;
 	pthread_t thread;
 	bool started;
+
+	/* Cluster mode (NULL: off). Set before the session; the table of
+	 * remote holds is under mu. */
+	struct cluster *cluster;
+	lk_cluster_name_fn cluster_name;
+	void *cluster_name_arg;
+	struct htab remotes;        /* of struct lk_remote, by file */
+	uint64_t next_remote;
+};
+
+/* The other hosts' claim on one file, as a pseudo-owner of the local table.
+ * Kept for the life of the daemon (one per file used in cluster mode). */
+struct lk_remote {
+	struct hlink link;
+	lt_file_t file;
+	lt_owner_t owner;
+	struct lk_wait w;           /* its request */
+	bool holds;                 /* holds the file in the local table */
+	bool queued;                /* w is parked, after a recall */
 };
 
 uint64_t locking_now(void)
@@ -177,11 +199,169 @@ static void on_interrupt(fuse_req_t req, void *data)
 	unlock_and_resume(l);
 }
 
+
+static uint64_t remote_hash(const struct hlink *h)
+{
+	return hash_mix64(list_entry(h, struct lk_remote, link)->file);
+}
+
+/* Called with l->mu held. */
+static struct lk_remote *remote_find(struct locking *l, lt_file_t file)
+{
+	for (struct hlink *h = ht_first(&l->remotes, hash_mix64(file)); h; h = h->next) {
+		struct lk_remote *r = list_entry(h, struct lk_remote, link);
+
+		if (r->file == file)
+			return r;
+	}
+	return NULL;
+}
+
+static bool remote_holds(struct locking *l, lt_file_t file)
+{
+	struct lk_remote *r = remote_find(l, file);
+
+	return r && r->holds;
+}
+
+static void remote_resume(struct lk_wait *w, int status);
+
+/* Queues the other hosts' request on r's file. True when it was granted at
+ * once: the local side is idle. Called with l->mu held. */
+static bool remote_enqueue(struct locking *l, struct lk_remote *r)
+{
+	int rc;
+
+	if (r->holds || r->queued)
+		return false;
+	memset(&r->w, 0, sizeof(r->w));
+	r->w.lt.file = r->file;
+	r->w.lt.owner = r->owner;
+	r->w.lt.cookie = l;
+	/* A barrier: counts as writing (no peeks, no reader_wait breaking it)
+	 * and is never forwarded by rename marks: the lock is the inode's. */
+	r->w.lt.cls = LT_EXCL;
+	r->w.lt.flags = LT_F_WRITE | LT_F_BARRIER;
+	r->w.resume = remote_resume;
+	rc = lt_acquire(l->lt, &r->w.lt, locking_now());
+	if (rc == 0) {
+		r->holds = true;
+		return true;
+	}
+	if (rc == -EINPROGRESS) {
+		list_add_head(&l->parked, &r->w.p_node);
+		r->queued = true;
+	} else {
+		log_err("cluster: the local table refused the other hosts' request on %016llx: %s",
+			(unsigned long long)r->file, strerror(-rc));
+	}
+	return false;
+}
+
+/* The first request on a file in cluster mode: until the cluster grants
+ * it, the other hosts hold it. Called with l->mu held. */
+static void remote_first_touch(struct locking *l, lt_file_t file)
+{
+	struct lk_remote *r;
+
+	if (remote_find(l, file))
+		return;
+	r = calloc(1, sizeof(*r));
+	if (!r) {
+		log_err("cluster: out of memory");
+		return;
+	}
+	r->file = file;
+	r->owner = LK_REMOTE_OWNER | ++l->next_remote;
+	ht_insert(&l->remotes, &r->link, hash_mix64(file));
+	remote_enqueue(l, r);
+}
+
+static void ask_cluster(struct locking *l, lt_file_t file)
+{
+	char name[CLUSTER_NAME_MAX];
+	int rc = l->cluster_name(l->cluster_name_arg, file, name, sizeof(name));
+
+	if (rc < 0) {
+		log_err("cluster: no cluster name for %016llx: %s", (unsigned long long)file,
+			strerror(-rc));
+		return;
+	}
+	cluster_acquire(l->cluster, file, name);
+}
+
+/* The other hosts' request was granted: nobody here holds the file any
+ * more, the cluster lock may go. Local requests that queued meanwhile ask
+ * for it again (behind the host that recalled it). */
+static void remote_resume(struct lk_wait *w, int status)
+{
+	struct lk_remote *r = list_entry(w, struct lk_remote, w);
+	struct locking *l = w->lt.cookie;
+	bool again;
+
+	pthread_mutex_lock(&l->mu);
+	r->queued = false;
+	r->holds = status == 0;
+	again = r->holds && lt_waiters(l->lt, r->file, NULL, 0) > 0;
+	pthread_mutex_unlock(&l->mu);
+	if (status != 0)
+		return;
+	cluster_idle(l->cluster, r->file);
+	if (again)
+		ask_cluster(l, r->file);
+}
+
+static void cluster_granted(void *arg, uint64_t file)
+{
+	struct locking *l = arg;
+	struct lk_remote *r;
+
+	pthread_mutex_lock(&l->mu);
+	r = remote_find(l, file);
+	if (r && r->holds) {
+		lt_barrier_done(l->lt, file, r->owner, locking_now());
+		r->holds = false;
+	}
+	unlock_and_resume(l);
+}
+
+/* Recalled or lost: the other hosts queue behind what is here. A lost lock
+ * is handled the same way for now: its local holders finish (fencing their
+ * writes with EIO is not done yet, see docs/cluster.md). */
+static void cluster_recall(void *arg, uint64_t file)
+{
+	struct locking *l = arg;
+	struct lk_remote *r;
+	bool idle = false;
+
+	pthread_mutex_lock(&l->mu);
+	r = remote_find(l, file);
+	if (r)
+		idle = remote_enqueue(l, r);
+	unlock_and_resume(l);
+	if (idle)
+		cluster_idle(l->cluster, file);
+}
+
+const struct cluster_ops locking_cluster_ops = {
+	.granted = cluster_granted,
+	.recall = cluster_recall,
+	.lost = cluster_recall,
+};
+
+void locking_set_cluster(struct locking *l, struct cluster *c, lk_cluster_name_fn name, void *arg)
+{
+	l->cluster = c;
+	l->cluster_name = name;
+	l->cluster_name_arg = arg;
+}
+
 static void on_owner_exit(void *arg, uint64_t id, uint64_t heir, uint64_t heir_proc);
 
 void locking_acquire(struct locking *l, struct lk_wait *w)
 {
 	struct owner_info info;
+	bool need_cluster;
 	int rc;
 
 	/* Exits already noticed by the kernel go first: in
@@ -200,13 +380,21 @@ void locking_acquire(struct locking *l, struct lk_wait *w)
 	list_node_init(&w->p_node);
 
 	pthread_mutex_lock(&l->mu);
+	if (l->cluster)
+		remote_first_touch(l, w->lt.file);
 	rc = lt_acquire(l->lt, &w->lt, locking_now());
 	if (rc == -EINPROGRESS) {
 		list_add_head(&l->parked, &w->p_node);
 		log_debug("owner %llu waits for %016llx",
 			  (unsigned long long)w->lt.owner, (unsigned long long)w->lt.file);
 	}
+	/* Waiting (or refused) while the other hosts hold it: ask the cluster.
+	 * A refused non-blocking open asks too, so that a retry may succeed. */
+	need_cluster = l->cluster && (rc == -EINPROGRESS || rc == -EAGAIN) &&
+		       remote_holds(l, w->lt.file);
 	unlock_and_resume(l);
+	if (need_cluster)
+		ask_cluster(l, w->lt.file);
 
 	if (rc != -EINPROGRESS) {
 		w->resume(w, errno_for(rc));
@@ -348,6 +536,9 @@ int locking_new(struct locking **out, const struct lockfs_config *cfg)
 	l->timer_fd = l->stop_fd = l->epoll_fd = -1;
 	pthread_mutex_init(&l->mu, NULL);
 
+	rc = ht_init(&l->remotes, 16, remote_hash);
+	if (rc < 0)
+		goto fail;
 	l->lt = lt_new();
 	if (!l->lt) {
 		rc = -ENOMEM;
@@ -421,12 +612,21 @@ void locking_stop(struct locking *l)
 	unlock_and_resume(l);
 }
 
+static void remote_free(struct hlink *h, void *arg)
+{
+	free(list_entry(h, struct lk_remote, link));
+}
+
 void locking_free(struct locking *l)
 {
 	if (!l)
 		return;
 	if (l->lt)
 		lt_free(l->lt);
+	if (l->remotes.b) {
+		ht_each(&l->remotes, remote_free, NULL);
+		ht_free(&l->remotes);
+	}
 	if (l->owners)
 		owners_free(l->owners);
 	if (l->timer_fd >= 0)

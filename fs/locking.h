@@ -27,6 +27,7 @@
 
 struct locking;
 struct lockfs_config;
+struct cluster;
 struct owners;
 struct lk_wait;
 
@@ -122,6 +123,23 @@ struct lk_snapshot {
 int locking_snapshot(struct locking *l, bool with_stats, struct lk_snapshot *out);
 void locking_snapshot_free(struct lk_snapshot *s);
 void locking_stats_reset(struct locking *l);
+
+/* Cluster mode (fs/cluster.h): a file is granted locally only while this
+ * host holds its cluster lock. Until then, and again once another host
+ * recalled it, the local table holds the file for "the other hosts" (one
+ * pseudo-owner per file, whose barrier hold counts as a write), so local
+ * requests queue behind it in FIFO order with every local rule kept:
+ * lock_timeout, interrupts, O_NONBLOCK's -EAGAIN, deadlock detection. A
+ * recall queues that pseudo-owner's request at the tail of the file's
+ * queue, so the local batch ends with the requests queued before it.
+ * `name` gives a file's name in the cluster (cluster_file_name); the
+ * cluster must have been made with locking_cluster_ops and this locking as
+ * its argument. Call before the session starts. */
+typedef int (*lk_cluster_name_fn)(void *arg, lt_file_t file, char *buf, size_t size);
+void locking_set_cluster(struct locking *l, struct cluster *c, lk_cluster_name_fn name, void *arg);
+extern const struct cluster_ops locking_cluster_ops;
+/* Owners with this bit stand for the other hosts (never made by owner.c). */
+#define LK_REMOTE_OWNER (1ull << 63)
 
 /* The monotonic clock the lock table runs on, in ns. */
 uint64_t locking_now(void);

@@ -25,6 +25,7 @@
  *
  * Exit status: 0 after a clean unmount (fusermount3 -u, umount, or SIGINT,
  * SIGTERM, SIGHUP), 1 for every error; each error is one line on stderr. */
+#include "cluster.h"
 #include "config.h"
 #include "inode.h"
 #include "locking.h"
@@ -93,6 +94,8 @@ enum {
 	KEY_CALM_AFTER,
 	KEY_FD_CACHE,
 	KEY_LOG_LEVEL,
+	KEY_CLUSTER,
+	KEY_CLUSTER_TIMEOUT,
 	KEY_NEEDS_VALUE,
 	KEY_FSNAME,
 	KEY_SUBTYPE,
@@ -122,6 +125,8 @@ static const struct fuse_opt lockfs_opts[] = {
 	FUSE_OPT_KEY("calm_after=", KEY_CALM_AFTER),
 	FUSE_OPT_KEY("fd_cache=", KEY_FD_CACHE),
 	FUSE_OPT_KEY("log_level=", KEY_LOG_LEVEL),
+	FUSE_OPT_KEY("cluster=", KEY_CLUSTER),
+	FUSE_OPT_KEY("cluster_timeout=", KEY_CLUSTER_TIMEOUT),
 	/* Without "=VALUE" these would reach libfuse and be reported as
 	 * unknown, which hides what is really wrong. */
 	FUSE_OPT_KEY("lease", KEY_NEEDS_VALUE),
@@ -135,6 +140,8 @@ static const struct fuse_opt lockfs_opts[] = {
 	FUSE_OPT_KEY("calm_after", KEY_NEEDS_VALUE),
 	FUSE_OPT_KEY("fd_cache", KEY_NEEDS_VALUE),
 	FUSE_OPT_KEY("log_level", KEY_NEEDS_VALUE),
+	FUSE_OPT_KEY("cluster", KEY_NEEDS_VALUE),
+	FUSE_OPT_KEY("cluster_timeout", KEY_NEEDS_VALUE),
 	FUSE_OPT_KEY("fsname=", KEY_FSNAME),
 	FUSE_OPT_KEY("subtype=", KEY_SUBTYPE),
 	/* Options that only mean something to mount(8), systemd or
@@ -352,6 +359,20 @@ static int opt_proc(void *data, const char *arg, int key, struct fuse_args *outa
 			cfg->long_read_ms = (unsigned)u;
 		else
 			cfg->calm_after_ms = (unsigned)u;
+		return 0;
+	case KEY_CLUSTER: {
+		struct cluster_spec spec;
+		char msg[600];
+
+		if (cluster_parse_spec(opt_value(arg), &spec, msg, sizeof(msg)) < 0) {
+			fail("%s", msg);
+			return -1;
+		}
+		return replace_string(&cfg->cluster, opt_value(arg));
+	}
+	case KEY_CLUSTER_TIMEOUT:
+		if (cluster_parse_timeout(opt_value(arg), &cfg->cluster_timeout_ms) < 0)
+			return bad_value(arg, -EINVAL, "seconds, more than 0 and at most 3600, fractions allowed");
 		return 0;
 	case KEY_READER_WAIT:
 		err = parse_secs(arg, MAX_TIMEOUT_SECS, &d);
@@ -760,6 +781,50 @@ static void free_config(struct lockfs_config *cfg)
 	free(cfg->policy_file);
 	free(cfg->source);
 	free(cfg->mountpoint);
+	free(cfg->cluster);
+}
+
+/* The source's device, for cluster_name; set before the session. */
+static dev_t source_dev;
+
+/* A file's name in the cluster, from its lock key. The key is st_ino mixed
+ * with st_dev (inode_lock_key), a bijection of st_ino on one device, so the
+ * inode number comes back for every file on the source's own device. The
+ * handle is left out: every daemon of a cluster must name files alike, and
+ * the key is all the lock table has. */
+static int cluster_name(void *arg, lt_file_t file, char *buf, size_t size)
+{
+	uint64_t d = inode_lock_key(source_dev, 0), ino = file ^ d;
+
+	/* inode_lock_key maps inode number d to key d (key 0 is never used). */
+	if (ino == 0)
+		ino = d;
+	return cluster_file_name(ino, NULL, 0, buf, size);
+}
+
+/* Connects to the cluster. After daemonizing: the client's threads would
+ * not survive the fork. */
+static int cluster_start(struct lockfs_config *cfg, struct locking *locking,
+			 struct cluster **out)
+{
+	struct cluster_config cc = { .timeout_ms = cfg->cluster_timeout_ms };
+	char msg[600];
+	struct stat st;
+	int r;
+
+	if (cluster_parse_spec(cfg->cluster, &cc.spec, msg, sizeof(msg)) < 0) {
+		log_err("%s", msg);
+		return -EINVAL;
+	}
+	if (fstat(cfg->source_fd, &st) < 0)
+		return -errno;
+	source_dev = st.st_dev;
+	r = cluster_new(out, &cc, &locking_cluster_ops, locking);
+	if (r < 0)
+		return r;
+	locking_set_cluster(locking, *out, cluster_name, NULL);
+	log_debug("cluster %s: session timeout %u ms", cfg->cluster, cfg->cluster_timeout_ms);
+	return 0;
 }
 
 /* Every inode the kernel knows, every open file and every tracked caller may
@@ -813,10 +878,12 @@ int main(int argc, char *argv[])
 			.calm_after_ms = LOCKFS_DEFAULT_CALM_AFTER_MS,
 			.fd_cache = INODE_FD_CACHE_DEFAULT,
 			.log_level = LOG_LVL_WARN,
+			.cluster_timeout_ms = CLUSTER_DEFAULT_TIMEOUT_MS,
 		},
 	};
 	struct lockfs_config *cfg = &cl.cfg;
 	struct locking *locking = NULL;
+	struct cluster *cluster = NULL;
 	struct passthrough *pt = NULL;
 	struct fuse_session *se = NULL;
 	char *fsname = NULL;
@@ -914,6 +981,13 @@ int main(int argc, char *argv[])
 	if (chdir("/") != 0)
 		log_warn("chdir /: %s", strerror(errno));
 
+	if (cfg->cluster) {
+		r = cluster_start(cfg, locking, &cluster);
+		if (r) {
+			log_err("cannot join the cluster %s: %s", cfg->cluster, strerror(-r));
+			goto out;
+		}
+	}
 	r = locking_start(locking);
 	if (r) {
 		log_err("cannot start locking: %s", strerror(-r));
@@ -943,6 +1017,9 @@ out:
 		locking_stop(locking);
 	if (se)
 		fuse_session_destroy(se);
+	/* Closing the session drops this daemon's znodes at once; its
+	 * callbacks call into locking, which goes after. */
+	cluster_free(cluster);
 	if (pt)
 		passthrough_free(pt);
 	if (locking)
