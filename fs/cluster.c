@@ -39,7 +39,7 @@ int cluster_parse_spec(const char *spec, struct cluster_spec *out, char *err, si
 		return -EINVAL;
 	}
 	slash = strchr(spec, '/');
-	if (!slash || slash == spec) {
+	if (!slash || slash == spec || slash[-1] == '+') {
 		snprintf(err, errlen, "cluster=%s: expected HOST:PORT[+HOST:PORT...]/PATH", spec);
 		return -EINVAL;
 	}
