@@ -1,0 +1,239 @@
+"""Cluster mode: two lockfs mounts of one source directory, each with its own
+ZooKeeper session, stand for two hosts sharing a file system. The test
+starts its own standalone ZooKeeper on a free loopback port (Debian's
+zookeeper package and a JRE; skipped without them, failing under CI)."""
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import unittest
+
+import harness
+from harness import PYTHON, LockfsTestCase, Mount
+from test_locks import crashes, read_counter, run_group, workload, write_file
+
+ZK_JAR = "/usr/share/java/zookeeper.jar"
+
+
+def zk_command(sock, word):
+    """A ZooKeeper four-letter word ('srvr' is allowed by default)."""
+    with socket.create_connection(sock, timeout=2) as s:
+        s.sendall(word.encode())
+        data = b""
+        while True:
+            chunk = s.recv(4096)
+            if not chunk:
+                return data.decode(errors="replace")
+            data += chunk
+
+
+class ZooKeeper:
+    """A private standalone server, its data under a temporary directory."""
+
+    def __init__(self):
+        if not os.path.exists(ZK_JAR) or shutil.which("java") is None:
+            harness._fail_or_skip("no ZooKeeper server or java (Debian packages zookeeper, "
+                                  "default-jre-headless)")
+        self.tmp = tempfile.mkdtemp(prefix=harness.TMP_PREFIX + "zk-")
+        s = socket.socket()
+        s.bind(("127.0.0.1", 0))
+        self.port = s.getsockname()[1]
+        s.close()
+        self.log = open(os.path.join(self.tmp, "zk.log"), "w")
+        self.proc = subprocess.Popen(
+            ["java", "-cp", ZK_JAR, "-Dzookeeper.admin.enableServer=false",
+             "org.apache.zookeeper.server.ZooKeeperServerMain", str(self.port),
+             os.path.join(self.tmp, "data"), "500"],
+            stdout=self.log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if "Mode" in zk_command(self.addr, "srvr"):
+                    return
+            except OSError:
+                pass
+            if self.proc.poll() is not None:
+                break
+            time.sleep(0.1)
+        self.stop()
+        raise AssertionError("ZooKeeper did not start on port %d" % self.port)
+
+    @property
+    def addr(self):
+        return ("127.0.0.1", self.port)
+
+    def received(self):
+        """Packets the server received so far (requests and pings)."""
+        for line in zk_command(self.addr, "srvr").splitlines():
+            if line.startswith("Received:"):
+                return int(line.split(":")[1])
+        raise AssertionError("no Received: line from srvr")
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.log.close()
+        shutil.rmtree(self.tmp, True)
+
+
+def in_dir(d, *argv):
+    """A command run in directory d (Group runs every command in one cwd)."""
+    return ["/bin/sh", "-c", 'cd "$0" && exec "$@"', d] + list(argv)
+
+
+def workloads(dirs, counters=5, counter_n=100, shells=4, shell_n=25):
+    """The acceptance workload: on every directory, `counters` seed counters
+    on counter.txt and `shells` shell read-modify-write loops on s/counter.txt."""
+    cmds = []
+    for d in dirs:
+        cmds += [in_dir(d, PYTHON, workload("counter_rmw.py"), str(counter_n))
+                 for _ in range(counters)]
+        cmds += [in_dir(os.path.join(d, "s"), "bash", workload("counter_shell.sh"), str(shell_n))
+                 for _ in range(shells)]
+    return cmds
+
+
+def prepare(src):
+    os.makedirs(os.path.join(src, "s"), exist_ok=True)
+    write_file(os.path.join(src, "counter.txt"), "0")
+    write_file(os.path.join(src, "s", "counter.txt"), "0")
+
+
+def outcome(src):
+    return (read_counter(os.path.join(src, "counter.txt")),
+            read_counter(os.path.join(src, "s", "counter.txt")))
+
+
+class ClusterTests(LockfsTestCase):
+    TIMEOUT = 4      # -o cluster_timeout
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.zk = ZooKeeper()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.zk.stop()
+        super().tearDownClass()
+
+    def opts(self, path):
+        return ["cluster=127.0.0.1:%d/%s" % (self.zk.port, path),
+                "cluster_timeout=%d" % self.TIMEOUT]
+
+    def two_mounts(self, src, opts):
+        a = Mount(opts, source=src)
+        b = Mount(opts, source=src)
+        a.start()
+        self.addCleanup(a.close, False)
+        b.start()
+        self.addCleanup(b.close, False)
+        return a, b
+
+    def test_counters_exact_across_two_mounts(self):
+        """5 seed counters x 100 on each mount = 1000, 4 shell loops x 25 on
+        each = 200: the two daemons share one lock table."""
+        src = self.make_tempdir()
+        prepare(src)
+        a, b = self.two_mounts(src, self.opts("exact"))
+        res, secs = run_group(workloads([a.mnt, b.mnt]), a.mnt, 300)
+        errs = "\n".join("  exit %s: %s" % (rc, err.strip()[-400:]) for rc, _, err in res if rc)
+        print("\n  two mounts, one cluster: %.1f s" % secs, file=sys.stderr)
+        self.assertEqual(crashes(res), 0, "copies failed:\n" + errs)
+        self.assertEqual(outcome(src), (1000, 200))
+        a.close()
+        b.close()
+        self.assertEqual((a.returncode, b.returncode), (0, 0),
+                         a.stderr_text + b.stderr_text)
+
+    def test_updates_lost_without_the_cluster(self):
+        """The same workload loses updates on the plain directory and on two
+        mounts without the cluster (two lock tables): what the cluster is for."""
+        expected = (1000, 200)
+        plain = None
+        for attempt in range(3):
+            d = self.make_tempdir()
+            prepare(d)
+            res, _ = run_group(workloads([d, d]), d, 300)
+            if outcome(d) != expected or crashes(res):
+                plain = outcome(d)
+                break
+        self.assertIsNotNone(plain, "the plain directory never lost an update")
+        apart = None
+        for attempt in range(3):
+            src = self.make_tempdir()
+            prepare(src)
+            with Mount([], source=src) as a, Mount([], source=src) as b:
+                res, _ = run_group(workloads([a.mnt, b.mnt]), a.mnt, 300)
+            if outcome(src) != expected or crashes(res):
+                apart = outcome(src)
+                break
+        self.assertIsNotNone(apart, "two mounts without the cluster never lost an update")
+        print("\n  plain: %s, two mounts without cluster: %s (of %s)" % (plain, apart, expected),
+              file=sys.stderr)
+
+    def test_idle_host_keeps_its_lock(self):
+        """Host-level caching: once a mount holds a file's cluster lock, a
+        counter on that mount alone sends ZooKeeper nothing per open (only
+        the session's pings)."""
+        src = self.make_tempdir()
+        prepare(src)
+        a, b = self.two_mounts(src, self.opts("cache"))
+        # The first open takes the cluster lock.
+        res, _ = run_group([in_dir(a.mnt, PYTHON, workload("counter_rmw.py"), "1")], a.mnt, 60)
+        self.assertEqual(crashes(res), 0)
+        before = self.zk.received()
+        t0 = time.monotonic()
+        res, secs = run_group([in_dir(a.mnt, PYTHON, workload("counter_rmw.py"), "200")
+                               for _ in range(2)], a.mnt, 120)
+        received = self.zk.received() - before
+        self.assertEqual(crashes(res), 0)
+        self.assertEqual(outcome(src)[0], 401)
+        # 800 opens; the pings of two sessions are a few per second each.
+        pings = 2 * 8 * (time.monotonic() - t0 + 1)
+        print("\n  800 opens on one mount: %d ZooKeeper packets in %.1f s" % (received, secs),
+              file=sys.stderr)
+        self.assertLess(received, pings, "ZooKeeper heard about every open")
+
+    def test_bad_cluster_options(self):
+        """A bad -o cluster or cluster_timeout is refused before mounting,
+        with a message that says what is wrong."""
+        for opts, words in [(["cluster=zk1/lockfs"], "HOST:PORT"),
+                            (["cluster=zk1:99999/lockfs"], "port"),
+                            (["cluster=zk1:2181/a//b"], "PATH"),
+                            (["cluster=127.0.0.1:1/x", "cluster_timeout=0"], "cluster_timeout")]:
+            src, mnt = self.make_tempdir(), self.make_tempdir()
+            r = subprocess.run([harness.lockfs_bin(), "-f", src, mnt, "-o", ",".join(opts)],
+                               capture_output=True, text=True, timeout=30)
+            self.assertNotEqual(r.returncode, 0, opts)
+            self.assertIn(words, r.stderr, opts)
+            self.assertNotMounted(mnt)
+
+    def test_unreachable_zookeeper(self):
+        """No server answers: the daemon gives up after the session timeout,
+        says why, and leaves no mount behind."""
+        s = socket.socket()
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+        s.close()
+        src, mnt = self.make_tempdir(), self.make_tempdir()
+        t0 = time.monotonic()
+        r = subprocess.run([harness.lockfs_bin(), "-f", src, mnt, "-o",
+                            "cluster=127.0.0.1:%d/x,cluster_timeout=1" % port],
+                           capture_output=True, text=True, timeout=60)
+        self.assertNotEqual(r.returncode, 0)
+        self.assertIn("ZooKeeper", r.stderr)
+        self.assertLess(time.monotonic() - t0, 20)
+        self.assertNotMounted(mnt)
+
+
+if __name__ == "__main__":
+    unittest.main()
