@@ -455,6 +455,13 @@ static void print_help(void)
 "                           (default: none, every file is locked exclusively)\n"
 "    -o entry_timeout=SECS  how long the kernel caches names (default: %.1f)\n"
 "    -o attr_timeout=SECS   how long the kernel caches attributes (default: %.1f)\n"
+"    -o cluster=HOST:PORT[+HOST:PORT...]/PATH\n"
+"                           share one lock table with every lockfs given the\n"
+"                           same ZooKeeper ensemble and PATH (hosts mounting one\n"
+"                           shared file system); see docs/cluster.md (default: off)\n"
+"    -o cluster_timeout=SECS  ZooKeeper session timeout: a dead daemon's locks go\n"
+"                           after it, and a cut-off daemon stops trusting its own\n"
+"                           (default: %g)\n"
 "    -o threads=N           request threads, all started at mount; waiting opens\n"
 "                           use none (default: %u)\n"
 "    -o fd_cache=N          descriptors kept open for the files the kernel knows,\n"
@@ -480,7 +487,7 @@ static void print_help(void)
 	       LOCKFS_DEFAULT_LEASE_MS, LOCKFS_DEFAULT_LONG_READ_MS,
 	       LOCKFS_DEFAULT_READER_WAIT_MS / 1000.0, LOCKFS_DEFAULT_CALM_AFTER_MS,
 	       DEFAULT_CACHE_TIMEOUT, DEFAULT_CACHE_TIMEOUT,
-	       DEFAULT_THREADS, INODE_FD_CACHE_DEFAULT);
+	       CLUSTER_DEFAULT_TIMEOUT_MS / 1000.0, DEFAULT_THREADS, INODE_FD_CACHE_DEFAULT);
 	fflush(stdout);
 	fuse_lowlevel_help();
 	printf(
