@@ -302,8 +302,12 @@ static void remote_resume(struct lk_wait *w, int status)
 	pthread_mutex_lock(&l->mu);
 	r->queued = false;
 	r->holds = status == 0;
+	/* Moved to another file by a rename over this one (lt_replace), and
+	 * answered there: the recall is still for this inode, queue again. */
+	if (status != 0 && status != -EINTR && remote_enqueue(l, r))
+		status = 0;
 	again = r->holds && lt_waiters(l->lt, r->file, NULL, 0) > 0;
-	pthread_mutex_unlock(&l->mu);
+	unlock_and_resume(l);
 	if (status != 0)
 		return;
 	cluster_idle(l->cluster, r->file);
