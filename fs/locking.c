@@ -308,7 +308,8 @@ static void remote_resume(struct lk_wait *w, int status)
 		status = 0;
 	again = r->holds && lt_waiters(l->lt, r->file, NULL, 0) > 0;
 	unlock_and_resume(l);
-	if (status != 0)
+	/* No cluster any more: the daemon is shutting down. */
+	if (status != 0 || !l->cluster)
 		return;
 	cluster_idle(l->cluster, r->file);
 	if (again)

@@ -134,7 +134,8 @@ void locking_stats_reset(struct locking *l);
  * queue, so the local batch ends with the requests queued before it.
  * `name` gives a file's name in the cluster (cluster_file_name); the
  * cluster must have been made with locking_cluster_ops and this locking as
- * its argument. Call before the session starts. */
+ * its argument. Call before the session starts; at the end, after
+ * cluster_free(), call it with NULL before the passthrough closes its files. */
 typedef int (*lk_cluster_name_fn)(void *arg, lt_file_t file, char *buf, size_t size);
 void locking_set_cluster(struct locking *l, struct cluster *c, lk_cluster_name_fn name, void *arg);
 extern const struct cluster_ops locking_cluster_ops;

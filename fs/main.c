@@ -1022,11 +1022,15 @@ out:
 		fuse_remove_signal_handlers(se);
 	if (started)
 		locking_stop(locking);
+	/* Closing the ZooKeeper session drops this daemon's znodes at once.
+	 * Its threads call into locking until cluster_free() returns; the
+	 * handles the session's destroy closes below must not reach it. */
+	if (cluster) {
+		cluster_free(cluster);
+		locking_set_cluster(locking, NULL, NULL, NULL);
+	}
 	if (se)
 		fuse_session_destroy(se);
-	/* Closing the session drops this daemon's znodes at once; its
-	 * callbacks call into locking, which goes after. */
-	cluster_free(cluster);
 	if (pt)
 		passthrough_free(pt);
 	if (locking)
