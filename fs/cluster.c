@@ -252,6 +252,7 @@ struct clock {
 	bool dir_known;     /* the container exists, as far as we know */
 	bool watching;      /* a children watch is armed */
 	bool retry;         /* the watchdog asks again (after a failure) */
+	bool creating;      /* our znode (or its container) is being created */
 };
 
 struct cluster {
@@ -365,6 +366,9 @@ static void step(struct clock *cl, enum cl_event e)
 	pthread_mutex_lock(&cl->c->mu);
 	from = cl->fsm.st;
 	a = cl_fsm_step(&cl->fsm, e);
+	/* From now: a listing must not take us for a lost create. */
+	if (a & CA_CREATE)
+		cl->creating = true;
 	log_debug("cluster: %s: %s -(%d)-> %s, actions %#x", cl->dir, cl_state_name(from), (int)e,
 		  cl_state_name(cl->fsm.st), a);
 	pthread_mutex_unlock(&cl->c->mu);
@@ -440,7 +444,7 @@ static void children_done(int rc, const struct String_vector *v, const void *dat
 	unsigned behind = 0;
 	bool mine = false;
 	enum cl_event e = CE_FAILED;
-	bool have_event = false;
+	bool have_event = false, recreate;
 
 	if (!heard(rq, rc))
 		return;
@@ -490,7 +494,13 @@ static void children_done(int rc, const struct String_vector *v, const void *dat
 	} else if (cl->fsm.st == CL_ACQUIRING) {
 		cl->retry = true;
 	}
+	/* Wanted, no znode of ours in the listing and none being created:
+	 * the create was lost with the connection, or the container went. */
+	recreate = !have_event && !cl->retry && !cl->creating &&
+		   cl->fsm.st == CL_ACQUIRING && !cl->node[0];
 	pthread_mutex_unlock(&c->mu);
+	if (recreate)
+		create_child(cl);
 	if (have_event)
 		step(cl, e);
 	/* Somebody queued behind us before we were first: the listing that
@@ -506,6 +516,9 @@ static void child_done(int rc, const char *name, const struct Stat *stat, const 
 	struct clock *cl = rq->cl;
 	struct cluster *c = cl->c;
 
+	pthread_mutex_lock(&c->mu);
+	cl->creating = false;
+	pthread_mutex_unlock(&c->mu);
 	if (!heard(rq, rc))
 		return;
 	if (rc == ZOK) {
@@ -535,8 +548,12 @@ static void dir_done(int rc, const char *name, const void *data)
 	struct zreq *rq = (struct zreq *)data;
 	struct clock *cl = rq->cl;
 
-	if (!heard(rq, rc))
+	if (!heard(rq, rc)) {
+		pthread_mutex_lock(&cl->c->mu);
+		cl->creating = false;
+		pthread_mutex_unlock(&cl->c->mu);
 		return;
+	}
 	if (rc == ZOK || rc == ZNODEEXISTS) {
 		pthread_mutex_lock(&cl->c->mu);
 		cl->dir_known = true;
@@ -544,6 +561,9 @@ static void dir_done(int rc, const char *name, const void *data)
 		create_child(cl);
 	} else {
 		log_err("cluster: creating %s: %s", cl->dir, zerror(rc));
+		pthread_mutex_lock(&cl->c->mu);
+		cl->creating = false;
+		pthread_mutex_unlock(&cl->c->mu);
 		later(cl, CE_FAILED);
 	}
 }
@@ -562,20 +582,22 @@ static void create_child(struct clock *cl)
 	pthread_mutex_lock(&c->mu);
 	dir = cl->dir_known;
 	snprintf(path, sizeof(path), "%s/%s", cl->dir, c->prefix);
+	cl->creating = true;
 	pthread_mutex_unlock(&c->mu);
 	rq = zreq_new(c, cl, &zh);
-	if (!rq) {
-		later(cl, CE_FAILED);
-		return;
-	}
-	if (dir)
+	if (!rq)
+		rc = ZSYSTEMERROR;
+	else if (dir)
 		rc = zoo_acreate2(zh, path, c->ident, (int)strlen(c->ident), &ZOO_OPEN_ACL_UNSAFE,
 				  ZOO_EPHEMERAL_SEQUENTIAL, child_done, rq);
 	else
 		rc = zoo_acreate(zh, cl->dir, "", 0, &ZOO_OPEN_ACL_UNSAFE, ZOO_CONTAINER,
 				 dir_done, rq);
-	if (rc != ZOK) {
+	if (!rq || rc != ZOK) {
 		free(rq);
+		pthread_mutex_lock(&c->mu);
+		cl->creating = false;
+		pthread_mutex_unlock(&c->mu);
 		later(cl, CE_FAILED);
 	}
 }
