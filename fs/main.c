@@ -2,11 +2,7 @@
  *
  *   lockfs SOURCE MOUNTPOINT [-f] [-d] [-s] [-o opt,...]
  *
- * Options lockfs knows are taken out of the argument list; every other -o
- * option is left for libfuse's mount and session parsers, which refuse the
- * ones they do not know either. Because mount.fuse3 (and so /etc/fstab with
- * type fuse.lockfs) calls `lockfs SOURCE MOUNTPOINT -o OPTS`, the same
- * parser serves the command line and fstab.
+ * The options are parsed in options.c.
  *
  * Mount point rules:
  *   - SOURCE == MOUNTPOINT (in place) is supported: SOURCE is opened before
@@ -30,6 +26,7 @@
 #include "inode.h"
 #include "locking.h"
 #include "log.h"
+#include "options.h"
 #include "passthrough.h"
 #include "policy.h"
 #include "workers.h"
@@ -49,457 +46,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#ifndef LOCKFS_VERSION
-#define LOCKFS_VERSION "unknown"
-#endif
-
-#define DEFAULT_CACHE_TIMEOUT 1.0
-#define DEFAULT_THREADS 8u
-/* Limits that keep every value representable where it ends up: lock
- * timeouts become unsigned milliseconds, cache timeouts kernel seconds. */
-#define MAX_TIMEOUT_SECS 4294967.0
-#define MAX_CACHE_SECS 1e9
-#define MIN_FD_CACHE 8u
-#define MAX_FD_CACHE 1048576u
-
-/* Everything the command line decides; main() owns it, single-threaded until
- * the session starts, read-only afterwards. */
-struct cmdline {
-	struct lockfs_config cfg;
-	bool show_help;
-	bool show_version;
-	bool fuse_debug;
-	bool have_fsname;
-	bool have_subtype;
-	bool have_fd_cache;
-	unsigned nonopts;       /* positional arguments seen */
-};
-
-enum {
-	KEY_HELP,
-	KEY_VERSION,
-	KEY_FOREGROUND,
-	KEY_DEBUG,
-	KEY_SINGLE,
-	KEY_FUSE_DEBUG,
-	KEY_ALLOW_OTHER,
-	KEY_LEASE,
-	KEY_LOCK_TIMEOUT,
-	KEY_POLICY,
-	KEY_ENTRY_TIMEOUT,
-	KEY_ATTR_TIMEOUT,
-	KEY_THREADS,
-	KEY_LONG_READ,
-	KEY_READER_WAIT,
-	KEY_CALM_AFTER,
-	KEY_FD_CACHE,
-	KEY_LOG_LEVEL,
-	KEY_CLUSTER,
-	KEY_CLUSTER_TIMEOUT,
-	KEY_NEEDS_VALUE,
-	KEY_FSNAME,
-	KEY_SUBTYPE,
-	KEY_IGNORED,
-};
-
-static const struct fuse_opt lockfs_opts[] = {
-	FUSE_OPT_KEY("-h", KEY_HELP),
-	FUSE_OPT_KEY("--help", KEY_HELP),
-	FUSE_OPT_KEY("-V", KEY_VERSION),
-	FUSE_OPT_KEY("--version", KEY_VERSION),
-	FUSE_OPT_KEY("-f", KEY_FOREGROUND),
-	FUSE_OPT_KEY("-d", KEY_DEBUG),
-	FUSE_OPT_KEY("--debug", KEY_DEBUG),
-	FUSE_OPT_KEY("-s", KEY_SINGLE),
-	FUSE_OPT_KEY("fuse_debug", KEY_FUSE_DEBUG),
-	FUSE_OPT_KEY("debug", KEY_FUSE_DEBUG),
-	FUSE_OPT_KEY("allow_other", KEY_ALLOW_OTHER),
-	FUSE_OPT_KEY("lease=", KEY_LEASE),
-	FUSE_OPT_KEY("lock_timeout=", KEY_LOCK_TIMEOUT),
-	FUSE_OPT_KEY("policy=", KEY_POLICY),
-	FUSE_OPT_KEY("entry_timeout=", KEY_ENTRY_TIMEOUT),
-	FUSE_OPT_KEY("attr_timeout=", KEY_ATTR_TIMEOUT),
-	FUSE_OPT_KEY("threads=", KEY_THREADS),
-	FUSE_OPT_KEY("long_read=", KEY_LONG_READ),
-	FUSE_OPT_KEY("reader_wait=", KEY_READER_WAIT),
-	FUSE_OPT_KEY("calm_after=", KEY_CALM_AFTER),
-	FUSE_OPT_KEY("fd_cache=", KEY_FD_CACHE),
-	FUSE_OPT_KEY("log_level=", KEY_LOG_LEVEL),
-	FUSE_OPT_KEY("cluster=", KEY_CLUSTER),
-	FUSE_OPT_KEY("cluster_timeout=", KEY_CLUSTER_TIMEOUT),
-	/* Without "=VALUE" these would reach libfuse and be reported as
-	 * unknown, which hides what is really wrong. */
-	FUSE_OPT_KEY("lease", KEY_NEEDS_VALUE),
-	FUSE_OPT_KEY("lock_timeout", KEY_NEEDS_VALUE),
-	FUSE_OPT_KEY("policy", KEY_NEEDS_VALUE),
-	FUSE_OPT_KEY("entry_timeout", KEY_NEEDS_VALUE),
-	FUSE_OPT_KEY("attr_timeout", KEY_NEEDS_VALUE),
-	FUSE_OPT_KEY("threads", KEY_NEEDS_VALUE),
-	FUSE_OPT_KEY("long_read", KEY_NEEDS_VALUE),
-	FUSE_OPT_KEY("reader_wait", KEY_NEEDS_VALUE),
-	FUSE_OPT_KEY("calm_after", KEY_NEEDS_VALUE),
-	FUSE_OPT_KEY("fd_cache", KEY_NEEDS_VALUE),
-	FUSE_OPT_KEY("log_level", KEY_NEEDS_VALUE),
-	FUSE_OPT_KEY("cluster", KEY_NEEDS_VALUE),
-	FUSE_OPT_KEY("cluster_timeout", KEY_NEEDS_VALUE),
-	FUSE_OPT_KEY("fsname=", KEY_FSNAME),
-	FUSE_OPT_KEY("subtype=", KEY_SUBTYPE),
-	/* Options that only mean something to mount(8), systemd or
-	 * mount.fuse3 and may reach us from /etc/fstab. */
-	FUSE_OPT_KEY("defaults", KEY_IGNORED),
-	FUSE_OPT_KEY("auto", KEY_IGNORED),
-	FUSE_OPT_KEY("noauto", KEY_IGNORED),
-	FUSE_OPT_KEY("user", KEY_IGNORED),
-	FUSE_OPT_KEY("nouser", KEY_IGNORED),
-	FUSE_OPT_KEY("users", KEY_IGNORED),
-	FUSE_OPT_KEY("_netdev", KEY_IGNORED),
-	FUSE_OPT_KEY("nofail", KEY_IGNORED),
-	FUSE_OPT_KEY("comment=", KEY_IGNORED),
-	FUSE_OPT_END
-};
-
-/* Writes one "lockfs: ..." line to stderr. Used before logging could go to
- * syslog, i.e. for everything the user must see at the terminal. */
-static void fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static void fail(const char *fmt, ...)
-{
-	char line[1024];
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(line, sizeof(line), fmt, ap);
-	va_end(ap);
-	log_err("%s", line);
-}
-
-static const char *opt_value(const char *arg)
-{
-	const char *eq = strchr(arg, '=');
-
-	return eq ? eq + 1 : "";
-}
-
-/* The option's name, for messages: "lease" out of "lease=12x". */
-static int opt_name_len(const char *arg)
-{
-	const char *eq = strchr(arg, '=');
-
-	return eq ? (int)(eq - arg) : (int)strlen(arg);
-}
-
-/* Whole decimal numbers only: no sign, no spaces, no hex, no exponent. */
-static int parse_uint(const char *arg, unsigned long long max, unsigned long long *out)
-{
-	const char *s = opt_value(arg);
-	unsigned long long v = 0;
-
-	if (!*s)
-		return -EINVAL;
-	if (*s == '-')
-		return -EDOM;
-	for (; *s; s++) {
-		if (*s < '0' || *s > '9')
-			return -EINVAL;
-		if (v > (max - (unsigned)(*s - '0')) / 10)
-			return -ERANGE;
-		v = v * 10 + (unsigned)(*s - '0');
-	}
-	*out = v;
-	return 0;
-}
-
-/* DIGITS[.DIGITS] or .DIGITS; strtod alone would also take "inf", "nan",
- * hex floats, exponents, signs and leading spaces. */
-static int parse_secs(const char *arg, double max, double *out)
-{
-	const char *s = opt_value(arg);
-	bool digits = false, dot = false;
-	double v;
-
-	if (*s == '-')
-		return -EDOM;
-	for (const char *p = s; *p; p++) {
-		if (*p >= '0' && *p <= '9')
-			digits = true;
-		else if (*p == '.' && !dot)
-			dot = true;
-		else
-			return -EINVAL;
-	}
-	if (!digits)
-		return -EINVAL;
-	errno = 0;
-	v = strtod(s, NULL);
-	if (errno == ERANGE || !isfinite(v) || v > max)
-		return -ERANGE;
-	*out = v;
-	return 0;
-}
-
-static int bad_value(const char *arg, int err, const char *expect)
-{
-	fail("invalid value for option -o %.*s: '%s' (%s, expected %s)",
-	     opt_name_len(arg), arg, opt_value(arg),
-	     err == -ERANGE ? "out of range" :
-	     err == -EDOM ? "negative" : "not a number", expect);
-	return -1;
-}
-
-static int replace_string(char **dst, const char *src)
-{
-	char *copy = strdup(src);
-
-	if (!copy) {
-		fail("out of memory");
-		return -1;
-	}
-	free(*dst);
-	*dst = copy;
-	return 0;
-}
-
-static int opt_proc(void *data, const char *arg, int key, struct fuse_args *outargs)
-{
-	struct cmdline *cl = data;
-	struct lockfs_config *cfg = &cl->cfg;
-	unsigned long long u;
-	double d;
-	int err;
-
-	(void)outargs;
-	switch (key) {
-	case FUSE_OPT_KEY_NONOPT:
-		cl->nonopts++;
-		if (cl->nonopts == 1)
-			return replace_string(&cfg->source, arg);
-		if (cl->nonopts == 2)
-			return replace_string(&cfg->mountpoint, arg);
-		fail("unexpected extra argument '%s' (usage: lockfs SOURCE MOUNTPOINT [options])", arg);
-		return -1;
-	case FUSE_OPT_KEY_OPT:
-		/* -o options lockfs does not know go on to libfuse; a dash
-		 * option nobody knows is refused here, with a clearer message
-		 * than libfuse's. */
-		if (arg[0] == '-') {
-			fail("unknown option '%s' (see lockfs --help)", arg);
-			return -1;
-		}
-		/* x-* options are notes for mount(8) and systemd (fuse_opt
-		 * templates cannot match a bare prefix). */
-		if (strncmp(arg, "x-", 2) == 0)
-			return 0;
-		return 1;
-	case KEY_HELP:
-		cl->show_help = true;
-		return 0;
-	case KEY_VERSION:
-		cl->show_version = true;
-		return 0;
-	case KEY_FOREGROUND:
-		cfg->foreground = true;
-		return 0;
-	case KEY_DEBUG:
-		cfg->debug = true;
-		cfg->foreground = true;
-		return 0;
-	case KEY_SINGLE:
-		cfg->single_thread = true;
-		return 0;
-	case KEY_FUSE_DEBUG:
-		cl->fuse_debug = true;
-		cfg->foreground = true;
-		return 0;
-	case KEY_ALLOW_OTHER:
-		cfg->allow_other = true;
-		return 1;       /* the kernel needs it too */
-	case KEY_LEASE:
-		err = parse_uint(arg, UINT_MAX, &u);
-		if (err)
-			return bad_value(arg, err, "milliseconds, a whole number from 0 to 4294967295");
-		cfg->lease_ms = (unsigned)u;
-		return 0;
-	case KEY_LOCK_TIMEOUT:
-		err = parse_secs(arg, MAX_TIMEOUT_SECS, &d);
-		if (err)
-			return bad_value(arg, err, "seconds from 0 to 4294967, fractions allowed, 0 = wait forever");
-		/* Rounded up so that a tiny positive timeout never turns into
-		 * 0, which means waiting forever. */
-		cfg->lock_timeout_ms = (unsigned)ceil(d * 1000.0);
-		return 0;
-	case KEY_POLICY:
-		if (!*opt_value(arg)) {
-			fail("option -o policy needs a file name");
-			return -1;
-		}
-		return replace_string(&cfg->policy_file, opt_value(arg));
-	case KEY_ENTRY_TIMEOUT:
-	case KEY_ATTR_TIMEOUT:
-		err = parse_secs(arg, MAX_CACHE_SECS, &d);
-		if (err)
-			return bad_value(arg, err, "seconds from 0 to 1000000000, fractions allowed");
-		if (key == KEY_ENTRY_TIMEOUT)
-			cfg->entry_timeout = d;
-		else
-			cfg->attr_timeout = d;
-		return 0;
-	case KEY_THREADS:
-		err = parse_uint(arg, WORKERS_MAX, &u);
-		if (!err && u == 0)
-			err = -ERANGE;
-		if (err)
-			return bad_value(arg, err, "a whole number from 1 to 1024");
-		cfg->threads = (unsigned)u;
-		return 0;
-	case KEY_LONG_READ:
-	case KEY_CALM_AFTER:
-		err = parse_uint(arg, 4294967000ull, &u);
-		if (err)
-			return bad_value(arg, err, "milliseconds, a whole number from 0 to 4294967000, 0 = never");
-		if (key == KEY_LONG_READ)
-			cfg->long_read_ms = (unsigned)u;
-		else
-			cfg->calm_after_ms = (unsigned)u;
-		return 0;
-	case KEY_CLUSTER: {
-		struct cluster_spec spec;
-		char msg[600];
-
-		if (cluster_parse_spec(opt_value(arg), &spec, msg, sizeof(msg)) < 0) {
-			fail("%s", msg);
-			return -1;
-		}
-		return replace_string(&cfg->cluster, opt_value(arg));
-	}
-	case KEY_CLUSTER_TIMEOUT:
-		if (cluster_parse_timeout(opt_value(arg), &cfg->cluster_timeout_ms) < 0)
-			return bad_value(arg, -EINVAL, "seconds, more than 0 and at most 3600, fractions allowed");
-		return 0;
-	case KEY_READER_WAIT:
-		err = parse_secs(arg, MAX_TIMEOUT_SECS, &d);
-		if (err)
-			return bad_value(arg, err, "seconds from 0 to 4294967, fractions allowed, 0 = wait forever");
-		cfg->reader_wait_ms = (unsigned)ceil(d * 1000.0);
-		return 0;
-	case KEY_FD_CACHE:
-		err = parse_uint(arg, MAX_FD_CACHE, &u);
-		if (!err && u < MIN_FD_CACHE)
-			err = -ERANGE;
-		if (err)
-			return bad_value(arg, err, "a whole number from 8 to 1048576");
-		cfg->fd_cache = (unsigned)u;
-		cl->have_fd_cache = true;
-		return 0;
-	case KEY_LOG_LEVEL: {
-		enum log_level lvl;
-
-		if (log_level_parse(opt_value(arg), &lvl) != 0) {
-			fail("invalid value for option -o log_level: '%s' (expected error, warn, info or debug)",
-			     opt_value(arg));
-			return -1;
-		}
-		cfg->log_level = (int)lvl;
-		return 0;
-	}
-	case KEY_NEEDS_VALUE:
-		fail("option -o %s needs a value (-o %s=VALUE, see lockfs --help)", arg, arg);
-		return -1;
-	case KEY_FSNAME:
-		cl->have_fsname = true;
-		return 1;
-	case KEY_SUBTYPE:
-		cl->have_subtype = true;
-		return 1;
-	case KEY_IGNORED:
-		return 0;
-	}
-	return 1;
-}
-
-static void usage(FILE *out)
-{
-	fprintf(out, "usage: lockfs SOURCE MOUNTPOINT [options]\n");
-}
-
-static void print_help(void)
-{
-	usage(stdout);
-	printf(
-"\n"
-"Mounts the directory SOURCE at MOUNTPOINT (they may be the same directory)\n"
-"and passes every operation through, making each open for writing and each\n"
-"read-modify-write wait for a lock held by lockfs.\n"
-"\n"
-"General options:\n"
-"    -h, --help             print this help and exit\n"
-"    -V, --version          print the version and exit\n"
-"    -f                     stay in the foreground (default: detach after mounting)\n"
-"    -d, --debug            debug log on stderr, implies -f (default: warnings only)\n"
-"    -s                     single-threaded (default: multi-threaded)\n"
-"    -o OPT[,OPT...]        mount options, below\n"
-"\n"
-"lockfs options:\n"
-"    -o lease=MS            keep a reader's lock for MS milliseconds after it\n"
-"                           closes, so a read-then-write is one critical section\n"
-"                           (default: %u)\n"
-"    -o long_read=MS        a read held open this long stops excluding other\n"
-"                           readers (tail -f, less); 0 = never (default: %u)\n"
-"    -o reader_wait=SECS    a writer waits at most SECS for programs that only\n"
-"                           read the file, then goes ahead; 0 = wait forever\n"
-"                           (default: %g)\n"
-"    -o calm_after=MS       a file not written for MS milliseconds whose readers\n"
-"                           were seen waiting on an unused lease lets readers\n"
-"                           share until its next write; 0 = never (default: %u)\n"
-"    -o lock_timeout=SECS   fail an open with ENOLCK after waiting SECS seconds\n"
-"                           for its lock; fractions allowed (default: 0 = wait forever)\n"
-"    -o policy=FILE         per-path locking rules, see the documentation\n"
-"                           (default: none, every file is locked exclusively)\n"
-"    -o entry_timeout=SECS  how long the kernel caches names (default: %.1f)\n"
-"    -o attr_timeout=SECS   how long the kernel caches attributes (default: %.1f)\n"
-"    -o cluster=HOST:PORT[+HOST:PORT...]/PATH\n"
-"                           share one lock table with every lockfs given the\n"
-"                           same ZooKeeper ensemble and PATH (hosts mounting one\n"
-"                           shared file system); see docs/cluster.md (default: off)\n"
-"    -o cluster_timeout=SECS  ZooKeeper session timeout: a dead daemon's locks go\n"
-"                           after it, and a cut-off daemon stops trusting its own\n"
-"                           (default: %g)\n"
-"    -o threads=N           request threads, all started at mount; waiting opens\n"
-"                           use none (default: %u)\n"
-"    -o fd_cache=N          descriptors kept open for the files the kernel knows,\n"
-"                           which are reopened by file handle when needed; at\n"
-"                           most a quarter of the open file limit (default: %u)\n"
-"    -o log_level=LEVEL     error, warn, info or debug; to stderr with -f, to\n"
-"                           syslog otherwise (default: warn; -d means debug)\n"
-"    -o fuse_debug          libfuse's request trace on stderr, implies -f\n"
-"                           (default: off; -o debug is the same)\n"
-"\n"
-"FUSE mount options (handled by libfuse and the kernel):\n"
-"    -o fsname=NAME         the source shown by mount and df\n"
-"                           (default: the absolute SOURCE path)\n"
-"    -o subtype=NAME        type shown as fuse.NAME (default: lockfs)\n"
-"    -o default_permissions let the kernel check permissions (default: off;\n"
-"                           lockfs itself acts with each caller's credentials\n"
-"                           under allow_other)\n"
-"    -o ro, -o rw           read-only or read-write mount (default: rw)\n"
-"    -o nosuid, -o nodev, -o noexec, -o noatime, -o sync, ...\n"
-"                           the usual mount flags (default: nosuid,nodev)\n"
-"    -o max_read=N          largest read request in bytes (default: kernel's)\n"
-"The following libfuse options are all off by default:\n",
-	       LOCKFS_DEFAULT_LEASE_MS, LOCKFS_DEFAULT_LONG_READ_MS,
-	       LOCKFS_DEFAULT_READER_WAIT_MS / 1000.0, LOCKFS_DEFAULT_CALM_AFTER_MS,
-	       DEFAULT_CACHE_TIMEOUT, DEFAULT_CACHE_TIMEOUT,
-	       CLUSTER_DEFAULT_TIMEOUT_MS / 1000.0, DEFAULT_THREADS, INODE_FD_CACHE_DEFAULT);
-	fflush(stdout);
-	fuse_lowlevel_help();
-	printf(
-"\n"
-"fstab: SOURCE MOUNTPOINT fuse.lockfs OPTIONS 0 0 (mount.fuse3 runs lockfs)\n");
-}
-
-static void print_version(void)
-{
-	printf("lockfs version %s\n", LOCKFS_VERSION);
-	printf("libfuse version %s\n", fuse_pkgversion());
-}
 
 /* libfuse writes its messages in pieces ("unknown option(s): `", then each
  * option, then "'\n"), so they are gathered per thread into whole lines and
@@ -649,15 +195,15 @@ static int check_paths(struct lockfs_config *cfg, char **fsname)
 	fd = open(cfg->source, O_PATH | O_DIRECTORY | O_CLOEXEC);
 	if (fd < 0) {
 		if (errno == ENOTDIR)
-			fail("source '%s' is not a directory", cfg->source);
+			log_err("source '%s' is not a directory", cfg->source);
 		else
-			fail("source '%s': %s", cfg->source, strerror(errno));
+			log_err("source '%s': %s", cfg->source, strerror(errno));
 		return -1;
 	}
 	cfg->source_fd = fd;
 	abs_src = realpath(cfg->source, NULL);
 	if (!abs_src || fstat(fd, &src_st) != 0) {
-		fail("source '%s': %s", cfg->source, strerror(errno));
+		log_err("source '%s': %s", cfg->source, strerror(errno));
 		free(abs_src);
 		return -1;
 	}
@@ -669,18 +215,18 @@ static int check_paths(struct lockfs_config *cfg, char **fsname)
 	abs_mnt = realpath(cfg->mountpoint, NULL);
 	if (!abs_mnt) {
 		if (errno == ENOTDIR)
-			fail("mountpoint '%s' is not a directory", cfg->mountpoint);
+			log_err("mountpoint '%s' is not a directory", cfg->mountpoint);
 		else
-			fail("mountpoint '%s': %s", cfg->mountpoint, strerror(errno));
+			log_err("mountpoint '%s': %s", cfg->mountpoint, strerror(errno));
 		return -1;
 	}
 	if (stat(abs_mnt, &mnt_st) != 0) {
-		fail("mountpoint '%s': %s", cfg->mountpoint, strerror(errno));
+		log_err("mountpoint '%s': %s", cfg->mountpoint, strerror(errno));
 		free(abs_mnt);
 		return -1;
 	}
 	if (!S_ISDIR(mnt_st.st_mode)) {
-		fail("mountpoint '%s' is not a directory", cfg->mountpoint);
+		log_err("mountpoint '%s' is not a directory", cfg->mountpoint);
 		free(abs_mnt);
 		return -1;
 	}
@@ -688,7 +234,7 @@ static int check_paths(struct lockfs_config *cfg, char **fsname)
 
 	r = is_mount_root(abs_mnt);
 	if (r < 0) {
-		fail("mountpoint '%s': %s", cfg->mountpoint, strerror(-r));
+		log_err("mountpoint '%s': %s", cfg->mountpoint, strerror(-r));
 		free(abs_mnt);
 		return -1;
 	}
@@ -697,14 +243,14 @@ static int check_paths(struct lockfs_config *cfg, char **fsname)
 
 		mount_type_of(abs_mnt, type, sizeof(type));
 		if (!in_place) {
-			fail("mountpoint '%s' is already a mount point%s%s%s (mount elsewhere, or in place with SOURCE == MOUNTPOINT)",
+			log_err("mountpoint '%s' is already a mount point%s%s%s (mount elsewhere, or in place with SOURCE == MOUNTPOINT)",
 			     cfg->mountpoint, type[0] ? " (type " : "", type,
 			     type[0] ? ")" : "");
 			free(abs_mnt);
 			return -1;
 		}
 		if (strcmp(type, "fuse.lockfs") == 0) {
-			fail("mountpoint '%s' is already mounted by lockfs", cfg->mountpoint);
+			log_err("mountpoint '%s' is already mounted by lockfs", cfg->mountpoint);
 			free(abs_mnt);
 			return -1;
 		}
@@ -714,7 +260,7 @@ static int check_paths(struct lockfs_config *cfg, char **fsname)
 
 		if (strncmp(abs_mnt, abs_src, n) == 0 &&
 		    (abs_mnt[n] == '/' || n == 1)) {
-			fail("mountpoint '%s' is inside source '%s' (lockfs would see its own mount)",
+			log_err("mountpoint '%s' is inside source '%s' (lockfs would see its own mount)",
 			     cfg->mountpoint, cfg->source);
 			free(abs_mnt);
 			return -1;
@@ -733,44 +279,13 @@ static int check_dev_fuse(void)
 
 	if (fd < 0) {
 		if (errno == ENOENT || errno == ENODEV || errno == ENXIO)
-			fail("cannot open /dev/fuse: %s (is the fuse module loaded?)", strerror(errno));
+			log_err("cannot open /dev/fuse: %s (is the fuse module loaded?)", strerror(errno));
 		else
-			fail("cannot open /dev/fuse: %s", strerror(errno));
+			log_err("cannot open /dev/fuse: %s", strerror(errno));
 		return -1;
 	}
 	close(fd);
 	return 0;
-}
-
-/* Adds the options lockfs always wants unless the user chose otherwise. */
-static int add_fuse_args(struct fuse_args *args, const struct cmdline *cl,
-			 const char *fsname)
-{
-	char *opts = NULL;
-	int r = 0;
-
-	if (!cl->have_subtype)
-		r |= fuse_opt_add_opt(&opts, "subtype=lockfs");
-	if (!cl->have_fsname) {
-		size_t n = strlen(fsname) + sizeof("fsname=");
-		char *o = malloc(n);
-
-		if (!o) {
-			free(opts);
-			return -1;
-		}
-		snprintf(o, n, "fsname=%s", fsname);
-		r |= fuse_opt_add_opt_escaped(&opts, o);
-		free(o);
-	}
-	if (cl->fuse_debug)
-		r |= fuse_opt_add_opt(&opts, "debug");
-	if (!r && opts) {
-		r |= fuse_opt_add_arg(args, "-o");
-		r |= fuse_opt_add_arg(args, opts);
-	}
-	free(opts);
-	return r ? -1 : 0;
 }
 
 static int run_loop(struct fuse_session *se, const struct lockfs_config *cfg)
@@ -834,60 +349,10 @@ static int cluster_start(struct lockfs_config *cfg, struct locking *locking,
 	return 0;
 }
 
-/* Every inode the kernel knows, every open file and every tracked caller may
- * need a descriptor: the soft limit goes up to the hard one, and the inode
- * table's cache takes at most a quarter of it, so that open files and
- * pidfds have the rest (inode.h). */
-static void size_descriptors(struct cmdline *cl)
-{
-	struct lockfs_config *cfg = &cl->cfg;
-	struct rlimit rl;
-	unsigned long long share;
-
-	if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
-		return;
-	if (rl.rlim_cur < rl.rlim_max) {
-		struct rlimit up = { rl.rlim_max, rl.rlim_max };
-
-		if (setrlimit(RLIMIT_NOFILE, &up) == 0)
-			rl = up;
-		else
-			log_warn("cannot raise the open file limit to %llu: %s",
-				 (unsigned long long)rl.rlim_max, strerror(errno));
-	}
-	share = rl.rlim_cur == RLIM_INFINITY ? MAX_FD_CACHE
-		: (unsigned long long)rl.rlim_cur / INODE_FD_CACHE_RLIMIT_SHARE;
-	if (share < MIN_FD_CACHE)
-		share = MIN_FD_CACHE;
-	if (cfg->fd_cache > share) {
-		if (cl->have_fd_cache)
-			log_warn("fd_cache=%u is more than a quarter of the open file limit (%llu): using %llu",
-				 cfg->fd_cache, (unsigned long long)rl.rlim_cur, share);
-		cfg->fd_cache = (unsigned)share;
-	}
-	log_debug("open file limit %llu, descriptor cache %u",
-		  (unsigned long long)rl.rlim_cur, cfg->fd_cache);
-}
-
 int main(int argc, char *argv[])
 {
 	struct fuse_args args = FUSE_ARGS_INIT(argc, argv);
-	struct cmdline cl = {
-		.cfg = {
-			.source_fd = -1,
-			.entry_timeout = DEFAULT_CACHE_TIMEOUT,
-			.attr_timeout = DEFAULT_CACHE_TIMEOUT,
-			.lease_ms = LOCKFS_DEFAULT_LEASE_MS,
-			.lock_timeout_ms = 0,
-			.threads = DEFAULT_THREADS,
-			.long_read_ms = LOCKFS_DEFAULT_LONG_READ_MS,
-			.reader_wait_ms = LOCKFS_DEFAULT_READER_WAIT_MS,
-			.calm_after_ms = LOCKFS_DEFAULT_CALM_AFTER_MS,
-			.fd_cache = INODE_FD_CACHE_DEFAULT,
-			.log_level = LOG_LVL_WARN,
-			.cluster_timeout_ms = CLUSTER_DEFAULT_TIMEOUT_MS,
-		},
-	};
+	struct cmdline cl;
 	struct lockfs_config *cfg = &cl.cfg;
 	struct locking *locking = NULL;
 	struct cluster *cluster = NULL;
@@ -900,15 +365,16 @@ int main(int argc, char *argv[])
 	log_init("lockfs", LOG_LVL_WARN, false);
 	fuse_set_log_func(fuse_log_relay);
 
-	if (fuse_opt_parse(&args, &cl, lockfs_opts, opt_proc) != 0)
+	cmdline_init(&cl);
+	if (cmdline_parse(&args, &cl) < 0)
 		goto out;
 	if (cl.show_help) {
-		print_help();
+		cmdline_print_help();
 		status = 0;
 		goto out;
 	}
 	if (cl.show_version) {
-		print_version();
+		cmdline_print_version();
 		status = 0;
 		goto out;
 	}
@@ -916,11 +382,11 @@ int main(int argc, char *argv[])
 		cfg->log_level = LOG_LVL_DEBUG;
 	log_init("lockfs", (enum log_level)cfg->log_level, false);
 	if (!cfg->source) {
-		fail("missing SOURCE argument (usage: lockfs SOURCE MOUNTPOINT [options], see --help)");
+		log_err("missing SOURCE argument (usage: lockfs SOURCE MOUNTPOINT [options], see --help)");
 		goto out;
 	}
 	if (!cfg->mountpoint) {
-		fail("missing MOUNTPOINT argument (usage: lockfs SOURCE MOUNTPOINT [options], see --help)");
+		log_err("missing MOUNTPOINT argument (usage: lockfs SOURCE MOUNTPOINT [options], see --help)");
 		goto out;
 	}
 	if (check_paths(cfg, &fsname) != 0)
@@ -929,44 +395,44 @@ int main(int argc, char *argv[])
 		char err[512];
 
 		if (policy_load(cfg->policy_file, &cfg->policy, err, sizeof(err)) != 0) {
-			fail("bad policy: %s", err);
+			log_err("bad policy: %s", err);
 			goto out;
 		}
 	}
 	if (check_dev_fuse() != 0)
 		goto out;
-	if (add_fuse_args(&args, &cl, fsname) != 0) {
-		fail("out of memory");
+	if (cmdline_fuse_args(&args, &cl, fsname) != 0) {
+		log_err("out of memory");
 		goto out;
 	}
 
-	size_descriptors(&cl);
+	cmdline_size_descriptors(&cl);
 
 	r = locking_new(&locking, cfg);
 	if (r) {
-		fail("cannot set up locking: %s", strerror(-r));
+		log_err("cannot set up locking: %s", strerror(-r));
 		goto out;
 	}
 	r = passthrough_new(&pt, cfg, locking);
 	if (r) {
-		fail("cannot set up the passthrough: %s", strerror(-r));
+		log_err("cannot set up the passthrough: %s", strerror(-r));
 		goto out;
 	}
 	se = fuse_session_new(&args, &passthrough_ops, sizeof(passthrough_ops), pt);
 	if (!se) {
 		if (!fuse_errors_seen)
-			fail("cannot create the FUSE session");
+			log_err("cannot create the FUSE session");
 		goto out;
 	}
 	passthrough_set_session(pt, se);
 	if (fuse_set_signal_handlers(se) != 0) {
-		fail("cannot install signal handlers");
+		log_err("cannot install signal handlers");
 		goto out;
 	}
 	handlers = true;
 	if (fuse_session_mount(se, cfg->mountpoint) != 0) {
 		if (!fuse_errors_seen)
-			fail("cannot mount on '%s'", cfg->mountpoint);
+			log_err("cannot mount on '%s'", cfg->mountpoint);
 		goto out;
 	}
 	mounted = true;
@@ -978,7 +444,7 @@ int main(int argc, char *argv[])
 	/* Only now: mount errors above still reach the terminal, and
 	 * threads do not survive the fork, so locking_start() comes after. */
 	if (fuse_daemonize(cfg->foreground) != 0) {
-		fail("cannot detach from the terminal");
+		log_err("cannot detach from the terminal");
 		goto out;
 	}
 	if (!cfg->foreground)
@@ -1040,3 +506,4 @@ out:
 	fuse_opt_free_args(&args);
 	return status;
 }
+
