@@ -644,12 +644,77 @@ void locking_free(struct locking *l)
 	free(l);
 }
 
+/* How much a snapshot needs, read under l->mu, and how much one has. */
+struct snap_sizes {
+	size_t files, holds, waiters, stats;
+};
+
+/* The snapshot being filled under l->mu: only what was allocated before. */
 struct snap_ctx {
 	struct locking *l;
 	struct lk_snapshot *s;
-	size_t cap;
-	int err;
+	struct snap_sizes cap, used;
+	struct lt_holder_view *hv;      /* scratch, cap.holds of them */
+	const struct lt_request **rq;   /* scratch, cap.waiters of them */
 };
+
+static int count_stat(void *arg, lt_file_t file, const struct lt_stats *st)
+{
+	(void)file;
+	(void)st;
+	(*(size_t *)arg)++;
+	return 0;
+}
+
+static void snap_measure(struct locking *l, bool with_stats, struct snap_sizes *z)
+{
+	z->files = lt_file_count(l->lt);
+	z->holds = lt_hold_count(l->lt);
+	z->waiters = lt_waiter_count(l->lt);
+	z->stats = 0;
+	if (with_stats)
+		lt_foreach_stats(l->lt, count_stat, &z->stats);
+}
+
+static bool snap_fits(const struct snap_sizes *need, const struct snap_sizes *cap)
+{
+	return need->files <= cap->files && need->holds <= cap->holds &&
+	       need->waiters <= cap->waiters && need->stats <= cap->stats;
+}
+
+static void snap_release(struct snap_ctx *c)
+{
+	free(c->hv);
+	free(c->rq);
+	c->hv = NULL;
+	c->rq = NULL;
+	locking_snapshot_free(c->s);
+}
+
+/* Allocates for `need` and some room to grow: the table may change while
+ * the mutex is released. 0 or -ENOMEM. */
+static int snap_alloc(struct snap_ctx *c, const struct snap_sizes *need)
+{
+	struct lk_snapshot *s = c->s;
+	struct snap_sizes z = {
+		need->files + need->files / 8 + 8, need->holds + need->holds / 8 + 8,
+		need->waiters + need->waiters / 8 + 8, need->stats + need->stats / 8 + 8,
+	};
+
+	snap_release(c);
+	s->files = calloc(z.files, sizeof(*s->files));
+	s->holder_pool = calloc(z.holds, sizeof(*s->holder_pool));
+	s->waiter_pool = calloc(z.waiters, sizeof(*s->waiter_pool));
+	s->stats = calloc(z.stats, sizeof(*s->stats));
+	c->hv = calloc(z.holds, sizeof(*c->hv));
+	c->rq = calloc(z.waiters, sizeof(*c->rq));
+	if (!s->files || !s->holder_pool || !s->waiter_pool || !s->stats || !c->hv || !c->rq) {
+		snap_release(c);
+		return -ENOMEM;
+	}
+	c->cap = z;
+	return 0;
+}
 
 static int snap_file(void *arg, lt_file_t file)
 {
@@ -658,123 +723,97 @@ static int snap_file(void *arg, lt_file_t file)
 	struct lk_file_snap *f;
 	size_t nh, nw;
 
-	if (s->nfiles == c->cap) {
-		size_t cap = c->cap ? c->cap * 2 : 64;
-		void *p = realloc(s->files, cap * sizeof(*s->files));
-
-		if (!p)
-			return c->err = -ENOMEM;
-		s->files = p;
-		c->cap = cap;
-	}
-	f = &s->files[s->nfiles];
-	memset(f, 0, sizeof(*f));
+	if (s->nfiles == c->cap.files)
+		return 1;       /* cannot happen: sized under the same mutex */
+	f = &s->files[s->nfiles++];
 	f->file = file;
 	/* What the table learned of the file, in the same pass. */
 	if (lt_file_info(c->l->lt, file, &f->info) != 0)
 		memset(&f->info, 0, sizeof(f->info));
-	nh = lt_holders(c->l->lt, file, NULL, 0);
-	nw = lt_waiters(c->l->lt, file, NULL, 0);
-	f->holders = calloc(nh ? nh : 1, sizeof(*f->holders));
-	f->waiters = calloc(nw ? nw : 1, sizeof(*f->waiters));
-	if (!f->holders || !f->waiters) {
-		free(f->holders);
-		free(f->waiters);
-		return c->err = -ENOMEM;
-	}
-	s->nfiles++;
 
-	if (nh) {
-		struct lt_holder_view *hv = calloc(nh, sizeof(*hv));
-
-		if (!hv)
-			return c->err = -ENOMEM;
-		nh = lt_holders(c->l->lt, file, hv, nh);
-		for (size_t i = 0; i < nh; i++)
-			f->holders[i] = (struct lk_holder){
-				.owner = hv[i].owner,
-				.cls = hv[i].cls,
-				.handles = hv[i].handles,
-				.since = hv[i].since,
-				.lease_until = hv[i].lease_until,
-				.state = hv[i].state,
-				.inherited = hv[i].inherited,
-				.joined = hv[i].joined,
-			};
-		free(hv);
-	}
+	nh = lt_holders(c->l->lt, file, c->hv, c->cap.holds - c->used.holds);
+	nh = nh < c->cap.holds - c->used.holds ? nh : c->cap.holds - c->used.holds;
+	f->holders = s->holder_pool + c->used.holds;
+	for (size_t i = 0; i < nh; i++)
+		f->holders[i] = (struct lk_holder){
+			.owner = c->hv[i].owner,
+			.cls = c->hv[i].cls,
+			.handles = c->hv[i].handles,
+			.since = c->hv[i].since,
+			.lease_until = c->hv[i].lease_until,
+			.state = c->hv[i].state,
+			.inherited = c->hv[i].inherited,
+			.joined = c->hv[i].joined,
+		};
 	f->nholders = nh;
+	c->used.holds += nh;
 
-	if (nw) {
-		const struct lt_request **rq = calloc(nw, sizeof(*rq));
-
-		if (!rq)
-			return c->err = -ENOMEM;
-		nw = lt_waiters(c->l->lt, file, rq, nw);
-		for (size_t i = 0; i < nw; i++)
-			f->waiters[i] = (struct lk_waiter){ rq[i]->owner, rq[i]->cls,
-				rq[i]->flags, rq[i]->enqueued_at };
-		free(rq);
-	}
+	nw = lt_waiters(c->l->lt, file, c->rq, c->cap.waiters - c->used.waiters);
+	nw = nw < c->cap.waiters - c->used.waiters ? nw : c->cap.waiters - c->used.waiters;
+	f->waiters = s->waiter_pool + c->used.waiters;
+	for (size_t i = 0; i < nw; i++)
+		f->waiters[i] = (struct lk_waiter){ c->rq[i]->owner, c->rq[i]->cls,
+			c->rq[i]->flags, c->rq[i]->enqueued_at };
 	f->nwaiters = nw;
+	c->used.waiters += nw;
 	return 0;
 }
-
-struct stat_ctx {
-	struct locking *l;
-	struct lk_snapshot *s;
-	size_t cap;
-	int err;
-};
 
 static int snap_stat(void *arg, lt_file_t file, const struct lt_stats *st)
 {
-	struct stat_ctx *c = arg;
+	struct snap_ctx *c = arg;
 	struct lk_snapshot *s = c->s;
+	struct lk_stat_snap *ss;
 
-	if (s->nstats == c->cap) {
-		size_t cap = c->cap ? c->cap * 2 : 64;
-		void *p = realloc(s->stats, cap * sizeof(*s->stats));
-
-		if (!p)
-			return c->err = -ENOMEM;
-		s->stats = p;
-		c->cap = cap;
-	}
-	s->stats[s->nstats].file = file;
-	s->stats[s->nstats].st = *st;
-	if (lt_file_info(c->l->lt, file, &s->stats[s->nstats].info) != 0)
-		memset(&s->stats[s->nstats].info, 0, sizeof(s->stats[s->nstats].info));
-	s->nstats++;
+	if (s->nstats == c->cap.stats)
+		return 1;
+	ss = &s->stats[s->nstats++];
+	ss->file = file;
+	ss->st = *st;
+	if (lt_file_info(c->l->lt, file, &ss->info) != 0)
+		memset(&ss->info, 0, sizeof(ss->info));
 	return 0;
 }
 
+/* Sizes, allocates with l->mu released, then copies under it: if the table
+ * outgrew the copy meanwhile, again with more room (a table that grows
+ * faster than it can be copied four times over gets -EAGAIN). */
 int locking_snapshot(struct locking *l, bool with_stats, struct lk_snapshot *out)
 {
-	struct snap_ctx fc = { .l = l, .s = out };
-	struct stat_ctx sc = { .l = l, .s = out };
+	struct snap_ctx c = { .l = l, .s = out };
+	struct snap_sizes need;
+	int rc;
 
 	memset(out, 0, sizeof(*out));
-	pthread_mutex_lock(&l->mu);
-	out->now = locking_now();
-	lt_foreach_file(l->lt, snap_file, &fc);
-	if (with_stats && !fc.err)
-		lt_foreach_stats(l->lt, snap_stat, &sc);
-	pthread_mutex_unlock(&l->mu);
-	if (fc.err || sc.err) {
-		locking_snapshot_free(out);
-		return fc.err ? fc.err : sc.err;
+	for (int tries = 0;; tries++) {
+		pthread_mutex_lock(&l->mu);
+		snap_measure(l, with_stats, &need);
+		if (tries > 0 && snap_fits(&need, &c.cap))
+			break;
+		pthread_mutex_unlock(&l->mu);
+		if (tries == 4) {
+			snap_release(&c);
+			return -EAGAIN;
+		}
+		rc = snap_alloc(&c, &need);
+		if (rc < 0)
+			return rc;
 	}
+	out->now = locking_now();
+	lt_foreach_file(l->lt, snap_file, &c);
+	if (with_stats)
+		lt_foreach_stats(l->lt, snap_stat, &c);
+	pthread_mutex_unlock(&l->mu);
+	free(c.hv);
+	free(c.rq);
 	return 0;
 }
 
 void locking_snapshot_free(struct lk_snapshot *s)
 {
-	for (size_t i = 0; i < s->nfiles; i++) {
-		free(s->files[i].holders);
-		free(s->files[i].waiters);
-	}
 	free(s->files);
+	free(s->holder_pool);
+	free(s->waiter_pool);
 	free(s->stats);
 	memset(s, 0, sizeof(*s));
 }

@@ -82,8 +82,10 @@ void locking_forget(struct locking *l, lt_file_t file);
 void locking_forget_dead(struct locking *l, lt_file_t file);
 
 /* A consistent copy of the lock table for lockstat, taken under the table's
- * mutex in one pass (no system calls while it is held) and then handed to
- * the caller, who resolves owners and paths without holding anything. Every
+ * mutex in one pass and then handed to the caller, who resolves owners and
+ * paths without holding anything. The copy's memory is sized and allocated
+ * before that pass, with the mutex released, so that opens never wait for
+ * lockstat's allocations however large the table. Every
  * file in it carries what the table learned of it (lt_file_info: calm,
  * advisory), read in that same pass. */
 struct lk_holder {
@@ -119,6 +121,9 @@ struct lk_snapshot {
 	size_t nfiles, nstats;
 	struct lk_file_snap *files;
 	struct lk_stat_snap *stats; /* only when asked for */
+	/* Private: the arrays every file's holders and waiters point into. */
+	struct lk_holder *holder_pool;
+	struct lk_waiter *waiter_pool;
 };
 int locking_snapshot(struct locking *l, bool with_stats, struct lk_snapshot *out);
 void locking_snapshot_free(struct lk_snapshot *s);

@@ -2290,6 +2290,16 @@ size_t lt_file_count(const struct lock_table *t)
 	return t->n_active;
 }
 
+size_t lt_hold_count(const struct lock_table *t)
+{
+	return ht_count(&t->holds);
+}
+
+size_t lt_waiter_count(const struct lock_table *t)
+{
+	return ht_count(&t->waiters);
+}
+
 size_t lt_mark_count(const struct lock_table *t)
 {
 	return t->n_marked;

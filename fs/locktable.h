@@ -448,6 +448,8 @@ uint64_t lt_stats_wait_percentile(const struct lt_stats *s, double pct);
 /* Inspection for lockstat and tests. */
 size_t lt_file_count(const struct lock_table *t);     /* files with any state */
 size_t lt_mark_count(const struct lock_table *t);     /* files marked */
+size_t lt_hold_count(const struct lock_table *t);     /* holds of all files */
+size_t lt_waiter_count(const struct lock_table *t);   /* parked requests */
 /* Fills up to `max` holders of `file`; returns the total number (out may be
  * NULL when max is 0, to count). */
 size_t lt_holders(const struct lock_table *t, lt_file_t file,
