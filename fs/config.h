@@ -17,6 +17,7 @@ struct lockfs_config {
 	bool debug;             /* -d: debug log, implies -f */
 	bool single_thread;     /* -s */
 	bool allow_other;       /* multi-user: act with the caller's credentials */
+	bool default_permissions; /* the kernel checks permissions itself */
 	double entry_timeout;   /* -o entry_timeout=SECS (default 1.0) */
 	double attr_timeout;    /* -o attr_timeout=SECS (default 1.0) */
 	unsigned lease_ms;      /* -o lease=MS (default LOCKFS_DEFAULT_LEASE_MS) */

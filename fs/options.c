@@ -38,6 +38,7 @@ enum {
 	KEY_SINGLE,
 	KEY_FUSE_DEBUG,
 	KEY_ALLOW_OTHER,
+	KEY_DEFAULT_PERMISSIONS,
 	KEY_LEASE,
 	KEY_LOCK_TIMEOUT,
 	KEY_POLICY,
@@ -69,6 +70,7 @@ static const struct fuse_opt lockfs_opts[] = {
 	FUSE_OPT_KEY("fuse_debug", KEY_FUSE_DEBUG),
 	FUSE_OPT_KEY("debug", KEY_FUSE_DEBUG),
 	FUSE_OPT_KEY("allow_other", KEY_ALLOW_OTHER),
+	FUSE_OPT_KEY("default_permissions", KEY_DEFAULT_PERMISSIONS),
 	FUSE_OPT_KEY("lease=", KEY_LEASE),
 	FUSE_OPT_KEY("lock_timeout=", KEY_LOCK_TIMEOUT),
 	FUSE_OPT_KEY("policy=", KEY_POLICY),
@@ -254,6 +256,9 @@ static int opt_proc(void *data, const char *arg, int key, struct fuse_args *outa
 	case KEY_ALLOW_OTHER:
 		cfg->allow_other = true;
 		return 1;       /* the kernel needs it too */
+	case KEY_DEFAULT_PERMISSIONS:
+		cfg->default_permissions = true;
+		return 1;       /* it is the kernel's option */
 	case KEY_LEASE:
 		err = parse_uint(arg, UINT_MAX, &u);
 		if (err)

@@ -196,7 +196,9 @@ uint64_t deadline_for(const struct lock_params *lp);
 
 /* ---- entries (pt_entry.c) ----------------------------------------------- */
 
-void entry_init(struct passthrough *pt, struct fuse_entry_param *e, struct inode *dir);
+/* How long the kernel may cache a name (see pt_entry.c). */
+double entry_timeout(struct passthrough *pt);
+void entry_init(struct passthrough *pt, struct fuse_entry_param *e);
 /* Looks `name` up in `dir` for the kernel: one more lookup on the result,
  * and a reference for the caller (*out). */
 int do_lookup(struct passthrough *pt, struct inode *dir, const char *name,

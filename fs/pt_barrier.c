@@ -93,14 +93,57 @@ static bool barrier_want(struct barrier_op *b, struct inode *dir_or_inode,
 
 /* ipath is the inode's pinned O_PATH descriptor, for what goes without an
  * open handle. */
+/* The kernel clears the set-user-ID and set-group-ID bits of a regular file
+ * written, truncated or chowned by a caller without CAP_FSETID by sending a
+ * mode change ahead of the operation, as that caller: libfuse 3.14 never
+ * passes FUSE_CAP_HANDLE_KILLPRIV on to the kernel (3.17.1 does), so the
+ * kernel does not leave the clearing to us. The caller need not own the
+ * file and the source refuses the chmod (EPERM), where the source's own
+ * write would have cleared the bits. So a mode change refused with EPERM
+ * that removes only these bits, as the kernel computes them (set-user-ID;
+ * set-group-ID when group-executable), asked by a caller who may write the
+ * file, is made with the daemon's identity: that caller could have the
+ * source clear the bits anyway by writing a byte. Runs with the caller's
+ * credentials. 0, or -1 with errno set (EPERM when not such a change). */
+static int clear_setid_bits(struct passthrough *pt, int ipath, mode_t mode)
+{
+	const struct creds *prev;
+	mode_t have, kill;
+	struct stat st;
+	int r, err;
+
+	if (fstat(ipath, &st) < 0)
+		return -1;
+	have = st.st_mode & 07777;
+	kill = have & S_ISUID;
+	if ((have & (S_ISGID | S_IXGRP)) == (S_ISGID | S_IXGRP))
+		kill |= S_ISGID;
+	mode &= 07777;
+	if (!S_ISREG(st.st_mode) || mode == have || (mode & ~have) || ((have & ~mode) & ~kill) ||
+	    faccessat(pt->proc_fd, fdname(ipath), W_OK, AT_EACCESS) < 0) {
+		errno = EPERM;
+		return -1;
+	}
+	if (creds_enter(pt, NULL, &prev) < 0) {
+		errno = EPERM;
+		return -1;
+	}
+	r = fchmodat(pt->proc_fd, fdname(ipath), mode, 0);
+	err = errno;
+	creds_leave(pt, prev);
+	errno = err;
+	return r;
+}
+
 static int setattr_with(struct passthrough *pt, int ipath, const struct stat *attr,
 			int valid, struct handle *h, struct stat *out)
 {
 	int fd = h ? h->fd : -1;
 
 	if (valid & FUSE_SET_ATTR_MODE) {
-		if (fd >= 0 ? fchmod(fd, attr->st_mode) < 0
-			    : fchmodat(pt->proc_fd, fdname(ipath), attr->st_mode, 0) < 0)
+		if ((fd >= 0 ? fchmod(fd, attr->st_mode) < 0
+			     : fchmodat(pt->proc_fd, fdname(ipath), attr->st_mode, 0) < 0) &&
+		    (errno != EPERM || clear_setid_bits(pt, ipath, attr->st_mode) < 0))
 			return -errno;
 	}
 	if (valid & (FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID)) {

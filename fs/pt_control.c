@@ -51,7 +51,7 @@ static void ctl_lookup(struct passthrough *pt, fuse_req_t req)
 	memset(&e, 0, sizeof(e));
 	e.ino = INODE_CONTROL_ID;
 	e.attr_timeout = pt->cfg->attr_timeout;
-	e.entry_timeout = pt->cfg->entry_timeout;
+	e.entry_timeout = entry_timeout(pt);
 	ctl_attr(pt, &e.attr);
 	/* Lookups of the control file are not counted: it is never freed. */
 	fuse_reply_entry(req, &e);

@@ -8,28 +8,29 @@
 
 #include "config.h"
 
-/* How long the kernel may cache a name in `dir`. Under allow_other, with
- * the daemon acting as each caller, the kernel checks no directory search
- * permission itself (unless mounted with default_permissions): a cached name
- * is reached by any user without asking the daemon. Names in a directory
- * that not everyone may search are therefore not cached, so that every walk
- * through it looks them up again as the walking user. */
-static double entry_timeout_in(struct passthrough *pt, struct inode *dir)
+/* How long the kernel may cache a name. Under allow_other, with the daemon
+ * acting as each caller, the kernel checks no directory search permission
+ * itself unless mounted with default_permissions: a cached name is reached
+ * by any user without asking the daemon, for as long as it is cached.
+ * Caching only the names in directories everyone may search is not enough:
+ * a directory's mode, owner or ACL may change while its names stay cached
+ * (chmod 0700 dir, and dir/file was still reached by others: pjdfstest
+ * open/05.t, link/06.t, chmod/05.t). So without default_permissions no name
+ * is cached in that mode: every walk looks each name up again as the walking
+ * user, which the source then checks. The price is one LOOKUP per path
+ * component per walk (docs/conformance.md). */
+double entry_timeout(struct passthrough *pt)
 {
-	struct stat st;
-
-	if (!pt->multi_user || !dir)
-		return pt->cfg->entry_timeout;
-	if (inode_stat(pt, dir, &st) == 0 && (st.st_mode & S_IXOTH))
-		return pt->cfg->entry_timeout;
-	return 0;
+	if (pt->multi_user && !pt->cfg->default_permissions)
+		return 0;
+	return pt->cfg->entry_timeout;
 }
 
-void entry_init(struct passthrough *pt, struct fuse_entry_param *e, struct inode *dir)
+void entry_init(struct passthrough *pt, struct fuse_entry_param *e)
 {
 	memset(e, 0, sizeof(*e));
 	e->attr_timeout = pt->cfg->attr_timeout;
-	e->entry_timeout = entry_timeout_in(pt, dir);
+	e->entry_timeout = entry_timeout(pt);
 }
 
 /* Looks `name` up in `dir` for the kernel: one more lookup on the result,
@@ -42,7 +43,7 @@ int do_lookup(struct passthrough *pt, struct inode *dir, const char *name,
 	struct stat st;
 	int fd, rc;
 
-	entry_init(pt, e, dir);
+	entry_init(pt, e);
 	fd = inode_fd_get(pt->inodes, dir);
 	if (fd < 0)
 		return fd;

@@ -90,7 +90,7 @@ static int do_link(struct passthrough *pt, struct inode *in, struct inode *dir,
 	rc = ifd < 0 ? ifd : dfd < 0 ? dfd
 		: rc_errno(linkat(pt->proc_fd, fdname(ifd), dfd, name, AT_SYMLINK_FOLLOW));
 	if (rc == 0) {
-		entry_init(pt, e, dir);
+		entry_init(pt, e);
 		rc = inode_lookup_fd(pt->inodes, dir, name, ifd, &st, out);
 	}
 	inode_fd_put(pt->inodes, dir, dfd);

@@ -456,7 +456,7 @@ void pt_create(fuse_req_t req, fuse_ino_t parent, const char *name,
 	}
 	op->inode = in;
 	op->fd = fd;
-	entry_init(pt, &op->e, dir);
+	entry_init(pt, &op->e);
 	op->e.ino = in->nodeid;
 	op->e.attr = st;
 

@@ -1008,6 +1008,58 @@ class MultiUser(PassthroughCase):
         self.assertEqual(a["read secret"], {"ok": "s"})
         self.assertEqual(a["new"]["uid"], 0)
 
+    def test_write_by_another_user_clears_setid_bits(self):
+        """The kernel asks lockfs to clear set-user-ID and set-group-ID as
+        the writing user, who does not own the file (libfuse 3.14 cannot
+        leave it to the source): the bits go as on the plain directory."""
+        for d in (self.plain, self.mdir):
+            p = os.path.join(d, "f")
+            with open(p, "w") as f:
+                f.write("x")
+            os.chmod(p, 0o6777)
+        a = self.both("""
+            R["write"] = attempt(lambda: open("f", "a").write("y"))
+            R["mode"] = oct(os.stat("f").st_mode & 0o7777)
+            """, user=(NOBODY, NOGROUP, []))
+        self.assertEqual(a["write"], {"ok": 1})
+        self.assertEqual(a["mode"], "0o777")
+
+    def test_directory_closed_after_a_walk(self):
+        """Names another user walked through stay no way in once their
+        directory is closed to that user: without default_permissions the
+        kernel checks no search permission, so no name may stay cached."""
+        code = """
+            R["read"] = attempt(lambda: open("d/f").read())
+            """
+        for d in (self.plain, self.mdir):
+            os.mkdir(os.path.join(d, "d"), 0o755)
+            with open(os.path.join(d, "d", "f"), "w") as f:
+                f.write("x")
+        before = [outcome(code, d, user=(NOBODY, NOGROUP, [])) for d in (self.plain, self.mdir)]
+        for d in (self.plain, self.mdir):
+            os.chmod(os.path.join(d, "d"), 0o700)
+        after = [outcome(code, d, user=(NOBODY, NOGROUP, [])) for d in (self.plain, self.mdir)]
+        self.assertEqual(before, [{"read": {"ok": "x"}}] * 2)
+        self.assertEqual(after, [{"read": {"errno": "EACCES"}}] * 2)
+
+    def test_chmod_by_another_user_only_drops_setid_bits(self):
+        """The one difference that clearing costs: the kernel's request
+        looks like the writer's own chmod, so a writer who does not own the
+        file may drop exactly those bits (as its next write would); any
+        other change of mode stays refused."""
+        p = os.path.join(self.mdir, "g")
+        with open(p, "w") as f:
+            f.write("x")
+        os.chmod(p, 0o6777)
+        a = outcome("""
+            R["more"] = attempt(os.chmod, "g", 0o6666)
+            R["setid only"] = attempt(os.chmod, "g", 0o0777)
+            R["mode"] = oct(os.stat("g").st_mode & 0o7777)
+            """, self.mdir, user=(NOBODY, NOGROUP, []))
+        self.assertEqual(a["more"], {"errno": "EPERM"})
+        self.assertEqual(a["setid only"], {"ok": None})
+        self.assertEqual(a["mode"], "0o777")
+
 
 class ReadOnlyMount(PassthroughCase):
     mount_opts = ["ro"]
