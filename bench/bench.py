@@ -31,7 +31,9 @@ LEASE_S = 0.25          # lockfs's default lease; see settle()
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 WORKLOADS = ["counter", "handoff", "meta", "fio", "grep", "readers", "hold", "waiters",
-             "lease", "requests", "profile"]
+             "lease", "requests", "tree", "inodes1m", "profile"]
+# Run only when named in --only: they take minutes and a million files.
+OPT_IN = ["inodes1m"]
 TARGETS = ["plain", "pll", "lockfs-none", "lockfs"]
 
 
@@ -1065,6 +1067,163 @@ class Bench:
                         os.path.join(mnt, "handoff.dat")]))
         return r["acquisitions"]
 
+    # ---- big trees: tar, rsync, cp -a, find | xargs grep -------------------
+
+    # Each step: (key, untimed preparation, timed command). $1 is the target's
+    # directory; DOC and SMALL are tar files of /usr/share/doc and of the
+    # small-file tree, TREE the same doc tree extracted on the plain
+    # directory, OUT a scratch tar file on the plain directory. A copy is
+    # removed as soon as no step needs it: passthrough_ll keeps a
+    # descriptor for every inode the kernel knows, and three copies of
+    # the doc tree would not fit under a 20,000 descriptor limit.
+    TREE_STEPS = [
+        ("tar_x_doc", 'rm -rf "$1/x"; mkdir "$1/x"', 'tar xf "$DOC" -C "$1/x"'),
+        ("tar_x_small", 'rm -rf "$1/y"; mkdir "$1/y"', 'tar xf "$SMALL" -C "$1/y"'),
+        ("tar_c", 'rm -rf "$OUT" "$1/y"', 'tar cf "$OUT" -C "$1/x" .'),
+        ("rsync1", 'rm -rf "$1/r"', 'rsync -a "$TREE/" "$1/r/"'),
+        ("rsync2", ':', 'rsync -a "$TREE/" "$1/r/"'),
+        ("cp_a", 'rm -rf "$1/r" "$1/c"', 'cp -a "$TREE" "$1/c"'),
+        # xargs exits 123 when a grep found nothing (status 1); a grep
+        # that failed says so on stderr, which fails the run.
+        ("find_grep", 'rm -rf "$1/c"', 'find "$1/x" -type f -print0 | xargs -0 -P4 grep -l '
+                           'zzzz-matches-nothing; [ $? -eq 123 ]'),
+    ]
+    TREE_TARGETS = ["plain", "pll", "lockfs"]
+
+    def tree_inputs(self, dirs, per_dir):
+        """The tar files and the plain copy every step reads, made once."""
+        env = dict(os.environ, DOC=os.path.join(self.work, "doc.tar"),
+                   SMALL=os.path.join(self.work, "small.tar"),
+                   TREE=os.path.join(self.work, "tree-doc"), OUT=os.path.join(self.work, "out.tar"))
+        subprocess.run(["tar", "cf", env["DOC"], "-C", "/usr/share", "doc"], check=True,
+                       stderr=subprocess.DEVNULL)
+        os.makedirs(env["TREE"])
+        subprocess.run(["tar", "xf", env["DOC"], "-C", env["TREE"]], check=True)
+        gen = os.path.join(self.work, "small-gen")
+        for d in range(dirs):
+            os.makedirs(os.path.join(gen, f"d{d:03d}"))
+            for i in range(per_dir):
+                with open(os.path.join(gen, f"d{d:03d}", f"f{i:02d}.txt"), "w") as f:
+                    f.write(f"line {d} {i}\n" * 20)
+        subprocess.run(["tar", "cf", env["SMALL"], "-C", gen, "."], check=True)
+        # A tenth of it, for counting requests by difference.
+        env["SMALL10"] = os.path.join(self.work, "small10.tar")
+        subprocess.run(["tar", "cf", env["SMALL10"], "-C", gen]
+                       + [f"d{d:03d}" for d in range(dirs // 10)], check=True)
+        shutil.rmtree(gen)
+        nfiles = int(run_out(["bash", "-c", 'tar tf "$DOC" | grep -vc "/$"'], env=env))
+        return env, nfiles
+
+    def tree_step(self, env, d, prep, cmd, key, daemon):
+        subprocess.run(["bash", "-c", prep, "prep", d], env=env, check=True)
+        self.settle()
+        argv = ["bash", "-c", cmd, "tree", d]
+        self.note_cmd(f"tree {key}", argv)
+        cpu0 = daemon.cpu_ticks() if daemon else None
+        t0 = time.monotonic()
+        p = subprocess.run(argv, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                           stderr=subprocess.PIPE, text=True, timeout=1800)
+        wall = time.monotonic() - t0
+        if p.returncode != 0 or p.stderr.strip():
+            raise RuntimeError(f"tree {key} in {d}: exit {p.returncode}: {p.stderr.strip()[:500]}"
+                               + self.daemon_state(daemon))
+        cpu = (daemon.cpu_ticks() - cpu0) / CLK_TCK if daemon else None
+        return {"wall": wall, "daemon_cpu_s": cpu}
+
+    def bench_tree(self):
+        dirs, per_dir = (20, 50) if self.quick else (100, 50)
+        env, doc_files = self.tree_inputs(dirs, per_dir)
+        t = self.setup_targets(lambda src: None, names=self.TREE_TARGETS)
+        keys = [s[0] for s in self.TREE_STEPS]
+        res = {tg: {k: [] for k in keys} for tg in self.TREE_TARGETS}
+        try:
+            for rep in range(self.runs):
+                for key, prep, cmd in self.TREE_STEPS:
+                    for tg in rotated(self.TREE_TARGETS, rep):
+                        d, _, daemon = t[tg]
+                        res[tg][key].append(self.tree_step(env, d, prep, cmd, key, daemon))
+                    self.log(f"tree rep {rep + 1} {key}: " + ", ".join(
+                        f"{tg} {res[tg][key][-1]['wall']:.2f} s" for tg in self.TREE_TARGETS))
+        finally:
+            self.teardown_targets(t)
+        # Requests per extracted small file: the whole tree and a tenth of
+        # it in one traced daemon, by difference.
+        small = dirs * per_dir
+        requests = {}
+        for tg in ("pll", "lockfs"):
+            src = os.path.join(self.work, f"treq-{tg}-src")
+            mnt = os.path.join(self.work, f"treq-{tg}-mnt")
+            d = self.mount(tg, src, mnt, debug=True)
+            try:
+                def extract(n, mnt=mnt):
+                    out = os.path.join(mnt, f"n{n}")
+                    os.makedirs(out)
+                    subprocess.run(["tar", "xf", env["SMALL10" if n < small else "SMALL"], "-C", out],
+                                   check=True)
+                    return n
+                requests[tg] = self.count_requests(d, extract, small // 10, small)
+            finally:
+                self.unmount(d)
+                shutil.rmtree(src, ignore_errors=True)
+            self.log(f"tree requests per file {tg}: {requests[tg]['total']:.2f} "
+                     f"{sorted(requests[tg]['by_op'].items())}")
+        for k in ("DOC", "SMALL", "SMALL10", "OUT"):
+            if os.path.exists(env[k]):
+                os.unlink(env[k])
+        shutil.rmtree(env["TREE"], ignore_errors=True)
+        self.section("tree", {"small_files": small, "small_dirs": dirs, "doc_files": doc_files,
+                              "steps": {k: c for k, _, c in self.TREE_STEPS},
+                              "requests_per_file": requests, "runs": res})
+
+    # ---- a million inodes known to the kernel ----------------------------
+
+    def bench_inodes1m(self):
+        """Daemon memory and descriptors once the kernel knows every inode
+        of a big tree (find stats every entry), against the same daemon
+        idle just after mounting; with the default descriptor cache and
+        with fd_cache=32. One run each: it takes minutes."""
+        dirs, per_dir = (100, 100) if self.quick else (1000, 1000)
+        src = os.path.join(self.work, "inodes-src")
+        mnt = os.path.join(self.work, "inodes-mnt")
+        shutil.rmtree(src, ignore_errors=True)
+        t0 = time.monotonic()
+        for d in range(dirs):
+            dd = os.path.join(src, f"d{d:04d}")
+            os.makedirs(dd)
+            for i in range(per_dir):
+                os.close(os.open(os.path.join(dd, f"f{i:04d}"), os.O_CREAT | os.O_WRONLY, 0o644))
+        self.log(f"inodes1m: made {dirs * per_dir:,} files in {time.monotonic() - t0:.0f} s")
+        res = {}
+        try:
+            for name, extra in (("default", ()), ("fd_cache=32", ("-o", "fd_cache=32"))):
+                d = self.mount("lockfs", src, mnt, extra=extra)
+                try:
+                    time.sleep(1)
+                    idle, fds_idle, slab0 = d.status(), d.fd_count(), fuse_inode_slab()
+                    argv = ["find", mnt, "-printf", "%y\\n"]
+                    self.note_cmd("inodes1m find", argv)
+                    t1 = time.monotonic()
+                    entries = len(run_out(argv, timeout=3600).splitlines())
+                    secs = time.monotonic() - t1
+                    time.sleep(1)
+                    busy, fds, slab1 = d.status(), d.fd_count(), fuse_inode_slab()
+                finally:
+                    self.unmount(d)
+                r = {"entries": entries, "find_s": secs, "rss_kb_idle": idle["VmRSS"],
+                     "rss_kb": busy["VmRSS"], "fds_idle": fds_idle, "fds": fds,
+                     "threads": busy["Threads"],
+                     "fuse_inode_slab": (slab1 - slab0) if slab0 is not None and slab1 is not None
+                     else None,
+                     "bytes_per_inode": (busy["VmRSS"] - idle["VmRSS"]) * 1024 / entries}
+                res[name] = r
+                self.log(f"inodes1m {name}: {entries:,} entries in {secs:.0f} s, RSS "
+                         f"{idle['VmRSS']} -> {busy['VmRSS']} KiB ({r['bytes_per_inode']:.0f} "
+                         f"B/inode), descriptors {fds_idle} -> {fds}, fuse_inode slab "
+                         f"+{r['fuse_inode_slab']}")
+        finally:
+            shutil.rmtree(src, ignore_errors=True)
+        self.section("inodes1m", {"dirs": dirs, "per_dir": per_dir, "runs": res})
+
     # ---- profiling ---------------------------------------------------------
 
     def bench_profile(self):
@@ -1273,8 +1432,8 @@ def is_mounted(path):
     return False
 
 
-def run_out(argv, timeout=300):
-    p = subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
+def run_out(argv, timeout=300, env=None):
+    p = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, env=env)
     if p.returncode != 0:
         raise RuntimeError(f"{' '.join(argv)} exited {p.returncode}: {p.stderr.strip()}")
     return p.stdout
@@ -1306,6 +1465,19 @@ def rotated(seq, k):
 def parse_size(s):
     mult = {"K": 2**10, "M": 2**20, "G": 2**30}
     return int(s[:-1]) * mult[s[-1]] if s[-1] in mult else int(s)
+
+
+def fuse_inode_slab():
+    """Active fuse_inode objects on the machine (every FUSE mount's), None
+    when /proc/slabinfo is not readable."""
+    try:
+        with open("/proc/slabinfo") as f:
+            for line in f:
+                if line.startswith("fuse_inode "):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return None
 
 
 def sync():
@@ -1385,7 +1557,7 @@ def main():
     ap.add_argument("--lockfs", required=True)
     ap.add_argument("--results", required=True)
     ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--only", default=",".join(WORKLOADS))
+    ap.add_argument("--only", default=",".join(w for w in WORKLOADS if w not in OPT_IN))
     ap.add_argument("--merge", action="store_true",
                     help="keep sections of an earlier results file that this run does not redo")
     ap.add_argument("--profile-all", action="store_true")
