@@ -454,6 +454,16 @@ void pt_create(fuse_req_t req, fuse_ino_t parent, const char *name,
 		reply_status(req, rc);
 		return;
 	}
+	/* A file this create made (O_EXCL succeeded) is new, whatever its
+	 * inode number named before. A removed file's "gone" mark on that
+	 * number lasts until the kernel forgets the removed inode, which may
+	 * come after the source gave the number to this file: the lock table
+	 * would answer the create -ESTALE, and the kernel's retry of an
+	 * O_EXCL open finds the file and fails with EEXIST. The mark, and
+	 * what the table learned of the dead file, go now, as when the inode
+	 * table sees a number reused (forget_key). */
+	if (op->created && S_ISREG(st.st_mode))
+		locking_forget_dead(pt->locking, in->key);
 	op->inode = in;
 	op->fd = fd;
 	entry_init(pt, &op->e);

@@ -261,5 +261,40 @@ class BehindTheBackTests(LockfsTestCase):
                         open(path).close()
 
 
+class RecreateTests(LockfsTestCase):
+
+    def test_exclusive_creates_after_rm_rf(self):
+        """Files removed through the mount with rm -rf, then as many created
+        again with O_CREAT|O_EXCL (Python's open(path, "x")), several times:
+        the source file system gives the new files the numbers of the
+        removed ones, often before the kernel has told the daemon it forgot
+        the removed inodes. Every exclusive create of a name that is not
+        there must succeed (the daemon used to answer some of them ESTALE,
+        whose retry by the kernel found the file just made: EEXIST)."""
+        n, rounds = 2000, 4
+        create = """
+            import errno, os, sys
+            d, n = sys.argv[1], int(sys.argv[2])
+            os.makedirs(d)
+            failed = {}
+            for i in range(n):
+                try:
+                    with open(os.path.join(d, "f%d" % i), "x") as f:
+                        f.write("x" * 100)
+                except OSError as e:
+                    name = errno.errorcode.get(e.errno, str(e.errno))
+                    failed[name] = failed.get(name, 0) + 1
+            print(failed)
+        """
+        with Mount() as m:
+            for r in range(rounds):
+                d = m.path("t")
+                res = harness.py(create, d, n, timeout=300)
+                self.assertEqual(res.returncode, 0, res.stderr[-500:])
+                self.assertEqual(res.stdout.strip(), "{}",
+                                 "round %d: failed creates by errno" % (r + 1))
+                harness.run(["rm", "-rf", d], check=True, timeout=300)
+
+
 if __name__ == "__main__":
     unittest.main()
