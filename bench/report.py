@@ -877,7 +877,7 @@ TREE_STEPS = [("tar_x_doc", "`tar xf` of /usr/share/doc", True),
               ("rsync1", "`rsync -a` of /usr/share/doc into the mount, first run", False),
               ("rsync2", "`rsync -a` again (nothing to copy)", False),
               ("cp_a", "`cp -a` of /usr/share/doc into the mount", False),
-              ("find_grep", "`find -type f -print0 | xargs -0 -P4 grep -l` over it", False)]
+              ("find_grep", "`find -type f -print0` into `xargs -0 -P4 grep -l`, over it", False)]
 
 
 def tree_ratio(tr, key, base="pll"):
@@ -968,7 +968,7 @@ def inodes_section(doc):
     doc.p("## A million inodes known to the kernel")
     doc.p()
     doc.p(f"{im['dirs']:,} directories × {im['per_dir']:,} empty files on the source; lockfs "
-          "mounted with the default options, then with `-o fd_cache=32`; `find MNT -printf '%y\\n'` "
+          "mounted with the default options, then with `-o fd_cache=32`; `find MNT -printf '%s\\n'` (the size needs a lookup of each entry) "
           "makes the kernel look up (and keep) every entry. The daemon's RSS and descriptor count "
           "are read after the find and compared with the same daemon idle just after mounting; "
           "*per inode* is the RSS growth over the entries found. *fuse_inode slab* is the growth "
@@ -977,12 +977,16 @@ def inodes_section(doc):
     doc.p()
     rows = []
     for name, r in im["runs"].items():
+        slab = r["fuse_inode_slab"]
         rows.append((name, f"{r['entries']:,}", f"{r['find_s']:.0f}",
                      f"{r['rss_kb_idle'] / 1024:.1f} → {r['rss_kb'] / 1024:.1f}",
                      f"{r['bytes_per_inode']:.0f}", f"{r['fds_idle']} → {r['fds']}",
-                     "—" if r["fuse_inode_slab"] is None else f"+{r['fuse_inode_slab']:,}"))
+                     "—" if slab is None else f"+{slab:,}",
+                     "—" if not slab or slab <= 0 else
+                     f"{(r['rss_kb'] - r['rss_kb_idle']) * 1024 / slab:.0f}"))
     doc.table(["lockfs options", "entries", "find s", "daemon RSS MiB (idle → after)",
-               "bytes per inode", "descriptors (idle → after)", "fuse_inode slab"], rows)
+               "bytes per inode", "descriptors (idle → after)", "fuse_inode slab",
+               "bytes per fuse_inode added"], rows)
 
 
 def requests_section(doc):
