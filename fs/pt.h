@@ -100,13 +100,18 @@ static inline struct passthrough *pt_of(fuse_req_t req)
 /* Logs (rate-limited) a failure that says the source or the daemon is in
  * trouble rather than that the caller asked for something impossible. */
 void note_failure(int rc);
+/* What a fuse_reply_* call returned: -ENOENT means the request was
+ * interrupted and its reply is not wanted, which is normal; anything else
+ * (the connection gone, a reply the kernel refused) is logged, rate
+ * limited. Returns r. */
+int replied(int r);
 
 static inline void reply_status(fuse_req_t req, int rc)
 {
 	if (rc == -EIO || rc == -ENOSPC || rc == -EDQUOT || rc == -EMFILE || rc == -ENFILE ||
 	    rc == -ENOMEM)
 		note_failure(rc);
-	fuse_reply_err(req, -rc);
+	replied(fuse_reply_err(req, -rc));
 }
 
 static inline int rc_errno(int r)

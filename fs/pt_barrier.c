@@ -304,7 +304,7 @@ static void barrier_run(struct barrier_op *b)
 		locking_barrier_done(pt->locking, b->keys[i], b->owner);
 
 	if (rc == 0 && b->kind == BAR_SETATTR)
-		fuse_reply_attr(b->req, &st, pt->cfg->attr_timeout);
+		replied(fuse_reply_attr(b->req, &st, pt->cfg->attr_timeout));
 	else
 		reply_status(b->req, rc);
 	barrier_free(b);

@@ -255,3 +255,11 @@ void note_failure(int rc)
 {
 	log_limited(LOG_LVL_WARN, "a request failed: %s", strerror(-rc));
 }
+
+int replied(int r)
+{
+	if (r < 0 && r != -ENOENT)
+		log_limited(LOG_LVL_WARN, "a reply could not be sent to the kernel: %s",
+			    strerror(-r));
+	return r;
+}

@@ -66,7 +66,7 @@ void pt_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		return;
 	}
 	fi->fh = (uintptr_t)d;
-	if (fuse_reply_open(req, fi) == -ENOENT) {
+	if (replied(fuse_reply_open(req, fi)) == -ENOENT) {
 		closedir(d->dp);
 		pthread_mutex_destroy(&d->mu);
 		free(d);
@@ -202,7 +202,7 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 
 	if (rc < 0) {
 		reply_status(req, rc);
-	} else if (fuse_reply_buf(req, buf, used) == -ENOENT) {
+	} else if (replied(fuse_reply_buf(req, buf, used)) == -ENOENT) {
 		for (size_t i = 0; i < looked.n; i++)
 			inode_unlookup(pt->inodes, looked.v[i], 1);
 	}

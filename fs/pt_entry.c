@@ -71,7 +71,7 @@ void reply_entry(struct passthrough *pt, fuse_req_t req, int rc,
 {
 	if (rc < 0) {
 		reply_status(req, rc);
-	} else if (fuse_reply_entry(req, e) == -ENOENT) {
+	} else if (replied(fuse_reply_entry(req, e)) == -ENOENT) {
 		inode_unlookup(pt->inodes, in, 1);
 	}
 	inode_put(pt->inodes, in);
@@ -131,5 +131,5 @@ void pt_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	if (rc < 0)
 		reply_status(req, rc);
 	else
-		fuse_reply_attr(req, &st, pt->cfg->attr_timeout);
+		replied(fuse_reply_attr(req, &st, pt->cfg->attr_timeout));
 }

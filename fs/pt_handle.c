@@ -145,7 +145,7 @@ void pt_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	buf.buf[0].fd = handle_of(fi)->fd;
 	buf.buf[0].pos = off;
 	/* Replies with the data or the read's error. */
-	fuse_reply_data(req, &buf, FUSE_BUF_SPLICE_MOVE);
+	replied(fuse_reply_data(req, &buf, FUSE_BUF_SPLICE_MOVE));
 }
 
 void mark_wrote(struct handle *h)
@@ -180,7 +180,7 @@ void pt_write_buf(fuse_req_t req, fuse_ino_t ino, struct fuse_bufvec *in_buf,
 	if (n < 0)
 		reply_status(req, (int)n);
 	else
-		fuse_reply_write(req, (size_t)n);
+		replied(fuse_reply_write(req, (size_t)n));
 }
 
 void pt_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi)
@@ -220,7 +220,7 @@ void pt_copy_file_range(fuse_req_t req, fuse_ino_t ino_in, off_t off_in,
 		return;
 	}
 	mark_wrote(ho);
-	fuse_reply_write(req, (size_t)n);
+	replied(fuse_reply_write(req, (size_t)n));
 }
 
 void pt_lseek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence,

@@ -84,8 +84,8 @@ static int reply_handle(struct open_op *op, const struct stat *st)
 	 * the others spare the kernel that round trip. */
 	op->fi.noflush = !h->locked;
 	handles_add(pt, h);
-	rc = op->create ? fuse_reply_create(op->w.req, &op->e, &op->fi)
-			: fuse_reply_open(op->w.req, &op->fi);
+	rc = replied(op->create ? fuse_reply_create(op->w.req, &op->e, &op->fi)
+				: fuse_reply_open(op->w.req, &op->fi));
 	if (rc == -ENOENT) {
 		/* The request was aborted: nobody will ever release it. */
 		handle_close(pt, h, true);
