@@ -77,7 +77,8 @@ void creds_release(struct creds *c)
 /* 0, or -EPERM when the thread could not take identity c entirely (it may
  * then hold part of it, and must go back). setfsuid and setfsgid report no
  * error: asking again with -1, which changes nothing, tells whether the
- * change took. */
+ * change took. That is asked only on the way to a caller's identity: the
+ * way back, to the daemon's own uid and gid, needs no privilege. */
 static int creds_apply(struct passthrough *pt, const struct creds *c)
 {
 	uid_t uid = c ? c->uid : pt->uid;
@@ -102,9 +103,9 @@ static int creds_apply(struct passthrough *pt, const struct creds *c)
 			what = "setgroups";
 		}
 	}
-	if (!what && (uid_t)setfsuid((uid_t)-1) != uid)
+	if (c && !what && (uid_t)setfsuid((uid_t)-1) != uid)
 		what = "setfsuid";
-	if (!what && (gid_t)setfsgid((gid_t)-1) != gid)
+	if (c && !what && (gid_t)setfsgid((gid_t)-1) != gid)
 		what = "setfsgid";
 	if (!what)
 		return 0;
