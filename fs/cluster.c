@@ -602,13 +602,37 @@ static uint64_t timeout_ns(struct cluster *c)
 	return t;
 }
 
+/* How often the watchdog looks, and so the margin it keeps before the
+ * session timeout. */
+static uint64_t watchdog_period(const struct cluster *c)
+{
+	uint64_t period = c->cfg.timeout_ms * 1000000ull / 6;
+
+	return period < 50000000ull ? 50000000ull : period;
+}
+
+bool cluster_trusted(struct cluster *c)
+{
+	bool ok;
+
+	pthread_mutex_lock(&c->mu);
+	ok = !c->suspect_since && !c->expired &&
+	     now_ns() - c->last_heard + watchdog_period(c) < timeout_ns(c);
+	pthread_mutex_unlock(&c->mu);
+	return ok;
+}
+
+void cluster_count_fenced(struct cluster *c)
+{
+	pthread_mutex_lock(&c->mu);
+	c->st.fenced_writes++;
+	pthread_mutex_unlock(&c->mu);
+}
+
 static void *watchdog(void *arg)
 {
 	struct cluster *c = arg;
-	uint64_t period = c->cfg.timeout_ms * 1000000ull / 6;
-
-	if (period < 50000000ull)
-		period = 50000000ull;
+	uint64_t period = watchdog_period(c);
 	pthread_mutex_lock(&c->mu);
 	while (!c->stopping) {
 		struct timespec ts;
@@ -860,5 +884,14 @@ int cluster_lock_info(struct cluster *c, uint64_t key, struct cluster_lock_info 
 void cluster_get_stats(struct cluster *c, struct cluster_stats *out)
 {
 	memset(out, 0, sizeof(*out));
+}
+
+bool cluster_trusted(struct cluster *c)
+{
+	return false;
+}
+
+void cluster_count_fenced(struct cluster *c)
+{
 }
 #endif

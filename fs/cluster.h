@@ -158,7 +158,16 @@ int cluster_lock_info(struct cluster *c, uint64_t key, struct cluster_lock_info 
 struct cluster_stats {
 	uint64_t requests;      /* ZooKeeper requests sent */
 	uint64_t grants, recalls, losses;
+	uint64_t fenced_writes; /* writes refused: their lock was lost */
 };
 void cluster_get_stats(struct cluster *c, struct cluster_stats *out);
+
+/* Whether the locks this daemon holds may still be trusted by its own
+ * clock: false once the session timeout (less the watchdog's margin) may
+ * have passed since ZooKeeper last answered, or once they were declared
+ * lost, until the session answers again. Cheap: the write path asks it. */
+bool cluster_trusted(struct cluster *c);
+/* A write was refused because its lock was lost (the statistics). */
+void cluster_count_fenced(struct cluster *c);
 
 #endif

@@ -72,6 +72,8 @@ struct locking {
 	void *cluster_name_arg;
 	struct htab remotes;        /* of struct lk_remote, by file */
 	uint64_t next_remote;
+	uint64_t next_grant;
+	lk_cluster_sync_fn cluster_sync;
 };
 
 /* The other hosts' claim on one file, as a pseudo-owner of the local table.
@@ -83,6 +85,11 @@ struct lk_remote {
 	struct lk_wait w;           /* its request */
 	bool holds;                 /* holds the file in the local table */
 	bool queued;                /* w is parked, after a recall */
+	bool dirty;                 /* written here since the cluster grant */
+	/* Which grant of the cluster lock this host is in, 0 while it does
+	 * not hold the lock or no longer trusts it. Written under mu, read
+	 * without it by the write path (locking_fence_check): an atomic. */
+	uint64_t grant;
 };
 
 uint64_t locking_now(void)
@@ -246,6 +253,7 @@ static bool remote_enqueue(struct locking *l, struct lk_remote *r)
 	rc = lt_acquire(l->lt, &r->w.lt, locking_now());
 	if (rc == 0) {
 		r->holds = true;
+		__atomic_store_n(&r->grant, 0, __ATOMIC_RELEASE);
 		return true;
 	}
 	if (rc == -EINPROGRESS) {
@@ -302,6 +310,8 @@ static void remote_resume(struct lk_wait *w, int status)
 	pthread_mutex_lock(&l->mu);
 	r->queued = false;
 	r->holds = status == 0;
+	if (r->holds)
+		__atomic_store_n(&r->grant, 0, __ATOMIC_RELEASE);
 	/* Moved to another file by a rename over this one (lt_replace), and
 	 * answered there: the recall is still for this inode, queue again. */
 	if (status != 0 && status != -EINTR && remote_enqueue(l, r))
@@ -327,38 +337,120 @@ static void cluster_granted(void *arg, uint64_t file)
 		lt_barrier_done(l->lt, file, r->owner, locking_now());
 		r->holds = false;
 	}
+	if (r)
+		__atomic_store_n(&r->grant, ++l->next_grant, __ATOMIC_RELEASE);
 	unlock_and_resume(l);
 }
 
-/* Recalled or lost: the other hosts queue behind what is here. A lost lock
- * is handled the same way for now: its local holders finish (fencing their
- * writes with EIO is not done yet, see docs/cluster.md). */
-static void cluster_recall(void *arg, uint64_t file)
+/* Recalled or lost: the other hosts queue behind what is here, so the
+ * local critical section in progress ends first. A lost lock also fences
+ * the handles opened under it at once: their writes fail from now on
+ * (locking_fence_check), since another host may already hold the file. */
+static void cluster_recall_or_lose(struct locking *l, uint64_t file, bool lost)
 {
-	struct locking *l = arg;
 	struct lk_remote *r;
 	bool idle = false;
 
 	pthread_mutex_lock(&l->mu);
 	r = remote_find(l, file);
-	if (r)
+	if (r) {
+		if (lost)
+			__atomic_store_n(&r->grant, 0, __ATOMIC_RELEASE);
 		idle = remote_enqueue(l, r);
+	}
 	unlock_and_resume(l);
 	if (idle)
 		cluster_idle(l->cluster, file);
 }
 
+static void cluster_recall(void *arg, uint64_t file)
+{
+	cluster_recall_or_lose(arg, file, false);
+}
+
+static void cluster_lost(void *arg, uint64_t file)
+{
+	cluster_recall_or_lose(arg, file, true);
+}
+
+/* Before the cluster lock goes to another host: what this host wrote under
+ * it must be durable on the shared file system (NFS close-to-open needs the
+ * close, which the handover waits for; the fsync makes it survive a crash
+ * of this host or the server). */
+static void cluster_flush(void *arg, uint64_t file)
+{
+	struct locking *l = arg;
+	struct lk_remote *r;
+	bool dirty = false;
+	int rc;
+
+	pthread_mutex_lock(&l->mu);
+	r = remote_find(l, file);
+	if (r) {
+		dirty = r->dirty;
+		r->dirty = false;
+	}
+	pthread_mutex_unlock(&l->mu);
+	if (!dirty || !l->cluster_sync)
+		return;
+	rc = l->cluster_sync(l->cluster_name_arg, file);
+	if (rc < 0 && rc != -ENOENT)
+		log_limited(LOG_LVL_ERROR, "cluster: syncing %016llx before handing it over: %s",
+			    (unsigned long long)file, strerror(-rc));
+}
+
 const struct cluster_ops locking_cluster_ops = {
 	.granted = cluster_granted,
 	.recall = cluster_recall,
-	.lost = cluster_recall,
+	.lost = cluster_lost,
+	.flush = cluster_flush,
 };
 
-void locking_set_cluster(struct locking *l, struct cluster *c, lk_cluster_name_fn name, void *arg)
+void locking_set_cluster(struct locking *l, struct cluster *c, lk_cluster_name_fn name,
+			 lk_cluster_sync_fn sync, void *arg)
 {
 	l->cluster = c;
 	l->cluster_name = name;
+	l->cluster_sync = sync;
 	l->cluster_name_arg = arg;
+}
+
+void locking_fence(struct locking *l, lt_file_t file, struct lk_fence *out)
+{
+	struct lk_remote *r;
+
+	out->remote = NULL;
+	out->grant = 0;
+	if (!l->cluster)
+		return;
+	pthread_mutex_lock(&l->mu);
+	r = remote_find(l, file);
+	if (r) {
+		out->remote = r;
+		out->grant = __atomic_load_n(&r->grant, __ATOMIC_ACQUIRE);
+	}
+	pthread_mutex_unlock(&l->mu);
+}
+
+int locking_fence_check(struct locking *l, const struct lk_fence *f)
+{
+	const struct lk_remote *r = f->remote;
+	struct cluster *c = l->cluster;
+
+	if (!r)
+		return 0;
+	/* Lost, or handed over and granted anew since the handle was opened;
+	 * or this daemon's own clock says the session may be gone, which it
+	 * says before the watchdog declares the locks lost. */
+	if (!f->grant || __atomic_load_n(&r->grant, __ATOMIC_ACQUIRE) != f->grant ||
+	    (c && !cluster_trusted(c))) {
+		if (c)
+			cluster_count_fenced(c);
+		log_limited(LOG_LVL_ERROR, "cluster: write to %016llx refused: this host's cluster lock of it was lost",
+			    (unsigned long long)r->file);
+		return -EIO;
+	}
+	return 0;
 }
 
 static void on_owner_exit(void *arg, uint64_t id, uint64_t heir, uint64_t heir_proc);
@@ -425,6 +517,12 @@ void locking_acquire(struct locking *l, struct lk_wait *w)
 void locking_release(struct locking *l, lt_file_t file, lt_owner_t owner, bool write)
 {
 	pthread_mutex_lock(&l->mu);
+	if (write && l->cluster) {
+		struct lk_remote *r = remote_find(l, file);
+
+		if (r)
+			r->dirty = true;
+	}
 	lt_release(l->lt, file, owner, write, locking_now());
 	unlock_and_resume(l);
 }

@@ -30,6 +30,7 @@ struct lockfs_config;
 struct cluster;
 struct owners;
 struct lk_wait;
+struct lk_remote;
 
 typedef void (*lk_resume_fn)(struct lk_wait *w, int status);
 
@@ -142,7 +143,25 @@ void locking_stats_reset(struct locking *l);
  * its argument. Call before the session starts; at the end, after
  * cluster_free(), call it with NULL before the passthrough closes its files. */
 typedef int (*lk_cluster_name_fn)(void *arg, lt_file_t file, char *buf, size_t size);
-void locking_set_cluster(struct locking *l, struct cluster *c, lk_cluster_name_fn name, void *arg);
+/* Makes what this host wrote to `file` durable on the shared file system
+ * (fsync), before its cluster lock goes to another host. 0 or -errno
+ * (-ENOENT: the daemon no longer knows the file). */
+typedef int (*lk_cluster_sync_fn)(void *arg, lt_file_t file);
+void locking_set_cluster(struct locking *l, struct cluster *c, lk_cluster_name_fn name,
+			 lk_cluster_sync_fn sync, void *arg);
+
+/* Fencing: a handle opened under a hold of its file records which grant of
+ * the file's cluster lock that hold was under (locking_fence, right after
+ * the grant). A write through it asks locking_fence_check first: -EIO
+ * once that cluster lock was lost (the session may have expired, so
+ * another host may hold the file now), or handed over since; 0 otherwise,
+ * and always 0 outside cluster mode. The check is lock-free. */
+struct lk_fence {
+	const struct lk_remote *remote;     /* NULL: nothing to check */
+	uint64_t grant;
+};
+void locking_fence(struct locking *l, lt_file_t file, struct lk_fence *out);
+int locking_fence_check(struct locking *l, const struct lk_fence *f);
 extern const struct cluster_ops locking_cluster_ops;
 /* Owners with this bit stand for the other hosts (never made by owner.c). */
 #define LK_REMOTE_OWNER (1ull << 63)

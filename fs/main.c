@@ -309,6 +309,16 @@ static void free_config(struct lockfs_config *cfg)
 /* The source's device, for cluster_name; set before the session. */
 static dev_t source_dev;
 
+/* The inode number of a lock key on the source's device: the key is st_ino
+ * mixed with st_dev (inode_lock_key), and inode_lock_key maps inode number
+ * d to key d (key 0 is never used). */
+static ino_t key_ino(lt_file_t file)
+{
+	uint64_t d = inode_lock_key(source_dev, 0), ino = file ^ d;
+
+	return ino ? (ino_t)ino : (ino_t)d;
+}
+
 /* A file's name in the cluster, from its lock key. The key is st_ino mixed
  * with st_dev (inode_lock_key), a bijection of st_ino on one device, so the
  * inode number comes back for every file on the source's own device. The
@@ -316,18 +326,18 @@ static dev_t source_dev;
  * the key is all the lock table has. */
 static int cluster_name(void *arg, lt_file_t file, char *buf, size_t size)
 {
-	uint64_t d = inode_lock_key(source_dev, 0), ino = file ^ d;
+	return cluster_file_name(key_ino(file), NULL, 0, buf, size);
+}
 
-	/* inode_lock_key maps inode number d to key d (key 0 is never used). */
-	if (ino == 0)
-		ino = d;
-	return cluster_file_name(ino, NULL, 0, buf, size);
+static int cluster_sync(void *arg, lt_file_t file)
+{
+	return passthrough_sync_file(arg, source_dev, key_ino(file));
 }
 
 /* Connects to the cluster. After daemonizing: the client's threads would
  * not survive the fork. */
 static int cluster_start(struct lockfs_config *cfg, struct locking *locking,
-			 struct cluster **out)
+			 struct passthrough *pt, struct cluster **out)
 {
 	struct cluster_config cc = { .timeout_ms = cfg->cluster_timeout_ms };
 	char msg[600];
@@ -344,7 +354,7 @@ static int cluster_start(struct lockfs_config *cfg, struct locking *locking,
 	r = cluster_new(out, &cc, &locking_cluster_ops, locking);
 	if (r < 0)
 		return r;
-	locking_set_cluster(locking, *out, cluster_name, NULL);
+	locking_set_cluster(locking, *out, cluster_name, cluster_sync, pt);
 	log_debug("cluster %s: session timeout %u ms", cfg->cluster, cfg->cluster_timeout_ms);
 	return 0;
 }
@@ -455,7 +465,7 @@ int main(int argc, char *argv[])
 		log_warn("chdir /: %s", strerror(errno));
 
 	if (cfg->cluster) {
-		r = cluster_start(cfg, locking, &cluster);
+		r = cluster_start(cfg, locking, pt, &cluster);
 		if (r) {
 			log_err("cannot join the cluster %s: %s", cfg->cluster, strerror(-r));
 			goto out;
@@ -493,7 +503,7 @@ out:
 	 * handles the session's destroy closes below must not reach it. */
 	if (cluster) {
 		cluster_free(cluster);
-		locking_set_cluster(locking, NULL, NULL, NULL);
+		locking_set_cluster(locking, NULL, NULL, NULL, NULL);
 	}
 	if (se)
 		fuse_session_destroy(se);

@@ -139,3 +139,22 @@ void passthrough_free(struct passthrough *pt)
 	free(pt->groups);
 	free(pt);
 }
+
+int passthrough_sync_file(struct passthrough *pt, dev_t dev, ino_t ino)
+{
+	struct inode *in = inode_find(pt->inodes, dev, ino);
+	int fd, rc;
+
+	if (!in)
+		return -ENOENT;
+	/* As the daemon: the sync is the daemon's own business. */
+	fd = reopen_inode(pt, in, O_RDONLY | O_CLOEXEC);
+	if (fd == -EACCES)
+		fd = reopen_inode(pt, in, O_WRONLY | O_CLOEXEC);
+	inode_put(pt->inodes, in);
+	if (fd < 0)
+		return fd;
+	rc = fsync(fd) < 0 ? -errno : 0;
+	close(fd);
+	return rc;
+}

@@ -7,6 +7,7 @@
 
 #define FUSE_USE_VERSION 34
 #include <fuse_lowlevel.h>
+#include <sys/types.h>
 
 struct passthrough;
 struct locking;
@@ -24,5 +25,9 @@ void passthrough_set_session(struct passthrough *pt, struct fuse_session *se);
  * the session loop. */
 void passthrough_mounted(struct passthrough *pt);
 void passthrough_free(struct passthrough *pt);
+/* fsync of the source file (dev, ino), if the daemon knows it: 0, -ENOENT
+ * when it does not (the kernel forgot it, so no handle of it is open), or
+ * -errno. Cluster mode calls it before handing a file's lock over. */
+int passthrough_sync_file(struct passthrough *pt, dev_t dev, ino_t ino);
 
 #endif

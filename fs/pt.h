@@ -230,6 +230,7 @@ struct handle {
 	bool locked;            /* the handle still holds its mandatory lock */
 	bool wrote;             /* something was written through it */
 	uint64_t posix_owner;   /* lock_owner of fcntl locks taken through it */
+	struct lk_fence fence;  /* cluster mode: the grant its lock came under */
 	struct list_node node;  /* in pt->handles, under pt->handles_mu */
 };
 

@@ -481,6 +481,15 @@ void pt_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int valid,
 		lock_params(pt, b->inode, NULL, &lp);
 		if (lp.mode != POLICY_NONE)
 			barrier_add_key(b, b->inode->key, &lp);
+	} else if (b->h && (valid & FUSE_SET_ATTR_SIZE)) {
+		/* ftruncate under the holder's own lock: fenced like a write. */
+		int rc = locking_fence_check(pt->locking, &b->h->fence);
+
+		if (rc < 0) {
+			reply_status(req, rc);
+			barrier_free(b);
+			return;
+		}
 	}
 	barrier_start(b);
 }

@@ -167,6 +167,11 @@ void pt_write_buf(fuse_req_t req, fuse_ino_t ino, struct fuse_bufvec *in_buf,
 	out.buf[0].flags = FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK;
 	out.buf[0].fd = h->fd;
 	out.buf[0].pos = off;
+	n = locking_fence_check(pt->locking, &h->fence);
+	if (n < 0) {
+		reply_status(req, (int)n);
+		return;
+	}
 	/* Only a write by an unprivileged caller clears setuid/setgid bits;
 	 * for every other file the identity does not matter. */
 	n = h->kill_priv ? caller_enter(pt, req, &c) : 0;
@@ -198,7 +203,9 @@ void pt_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t offset,
 	int rc;
 
 	(void)ino;
-	rc = rc_errno(fallocate(h->fd, mode, offset, length));
+	rc = locking_fence_check(pt_of(req)->locking, &h->fence);
+	if (rc == 0)
+		rc = rc_errno(fallocate(h->fd, mode, offset, length));
 	if (rc == 0)
 		mark_wrote(h);
 	reply_status(req, rc);
@@ -214,6 +221,11 @@ void pt_copy_file_range(fuse_req_t req, fuse_ino_t ino_in, off_t off_in,
 
 	(void)ino_in;
 	(void)ino_out;
+	n = locking_fence_check(pt_of(req)->locking, &ho->fence);
+	if (n < 0) {
+		reply_status(req, (int)n);
+		return;
+	}
 	n = copy_file_range(hi->fd, &off_in, ho->fd, &off_out, len, (unsigned)flags);
 	if (n < 0) {
 		reply_status(req, -errno);

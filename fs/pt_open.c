@@ -64,6 +64,8 @@ static int new_handle(struct open_op *op, int fd, const struct stat *st, struct 
 	h->rdwr = (op->fi.flags & O_ACCMODE) == O_RDWR;
 	h->kill_priv = op->creds.active && (st->st_mode & (S_ISUID | S_ISGID));
 	h->locked = op->lock;
+	if (op->lock)
+		locking_fence(op->pt->locking, h->key, &h->fence);
 	*out = h;
 	return 0;
 }

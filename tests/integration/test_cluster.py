@@ -2,7 +2,9 @@
 ZooKeeper session, stand for two hosts sharing a file system. The test
 starts its own standalone ZooKeeper on a free loopback port (Debian's
 zookeeper package and a JRE; skipped without them, failing under CI)."""
+import errno
 import os
+import signal
 import shutil
 import socket
 import subprocess
@@ -120,6 +122,21 @@ def outcome(src):
             read_counter(os.path.join(src, "s", "counter.txt")))
 
 
+STALE_HOLDER = r"""
+import os, sys, time
+f = open(sys.argv[1], "r+")
+f.write("A1"); f.flush()
+print("held", flush=True)
+while not os.path.exists(sys.argv[2]):
+    time.sleep(0.05)
+try:
+    f.seek(0); f.write("A-late"); f.flush(); os.fsync(f.fileno())
+    print("accepted", flush=True)
+except OSError as e:
+    print("refused %d" % e.errno, flush=True)
+"""
+
+
 class ClusterTests(LockfsTestCase):
     TIMEOUT = 4      # -o cluster_timeout
 
@@ -133,9 +150,9 @@ class ClusterTests(LockfsTestCase):
         cls.zk.stop()
         super().tearDownClass()
 
-    def opts(self, path):
+    def opts(self, path, timeout=None):
         return ["cluster=127.0.0.1:%d/%s" % (self.zk.port, path),
-                "cluster_timeout=%d" % self.TIMEOUT]
+                "cluster_timeout=%d" % (timeout or self.TIMEOUT)]
 
     def two_mounts(self, src, opts):
         a = Mount(opts, source=src)
@@ -234,6 +251,70 @@ class ClusterTests(LockfsTestCase):
         self.assertEqual(crashes(res), 0, "copies failed:\n" + errs)
         self.assertEqual(outcome(src)[0], 600)
 
+    def stale_holder(self, holder_dir, writer_dir, src, pause=None):
+        """A program on holder_dir holds f open for writing; (optionally the
+        holder's daemon is paused;) a writer on writer_dir writes "B"; then
+        the holder writes through its old descriptor. Returns (what the
+        holder was told, seconds the writer waited, the file's contents)."""
+        tmp = self.make_tempdir()
+        go = os.path.join(tmp, "go")
+        write_file(os.path.join(src, "f"), "0")
+        holder = subprocess.Popen([PYTHON, "-c", STALE_HOLDER, os.path.join(holder_dir, "f"), go],
+                                  stdout=subprocess.PIPE, text=True)
+        try:
+            self.assertEqual(holder.stdout.readline().strip(), "held")
+            if pause:
+                pause[0]()
+            t0 = time.monotonic()
+            try:
+                w = subprocess.run(["bash", "-c", 'printf B > "$1"', "_",
+                                    os.path.join(writer_dir, "f")], timeout=20)
+            finally:
+                if pause:
+                    pause[1]()
+            waited = time.monotonic() - t0
+            self.assertEqual(w.returncode, 0)
+            time.sleep(0.2)
+            write_file(go, "")
+            told = holder.stdout.readline().strip()
+            holder.wait(20)
+        finally:
+            if holder.poll() is None:
+                holder.kill()
+                holder.wait()
+            holder.stdout.close()
+        with open(os.path.join(src, "f")) as f:
+            return told, waited, f.read()
+
+    def test_stale_holder_is_fenced(self):
+        """The daemon whose program holds a file is stopped (SIGSTOP) past
+        its session timeout; the other mount's writer gets the file and
+        writes. After SIGCONT the stale holder's write through its old
+        descriptor fails with EIO and the file keeps the other side's data.
+        On the plain directory the same stale write lands over it."""
+        plain = self.make_tempdir()
+        told, _, content = self.stale_holder(plain, plain, plain)
+        self.assertEqual((told, content), ("accepted", "A-late"))
+
+        src = self.make_tempdir()
+        a, b = self.two_mounts(src, self.opts("fence", timeout=2))
+        told, waited, content = self.stale_holder(
+            a.mnt, b.mnt, src,
+            pause=(lambda: os.kill(a.pid, signal.SIGSTOP), lambda: os.kill(a.pid, signal.SIGCONT)))
+        print("\n  the other mount wrote after %.1f s; the stale holder was told %r" %
+              (waited, told), file=sys.stderr)
+        self.assertEqual(told, "refused %d" % errno.EIO)
+        self.assertEqual(content, "B")
+        # The writer got the file once the stopped daemon's session was
+        # gone: the session timeout, not the 20 s limit.
+        self.assertLess(waited, 2 + 3)
+        # The mount that lost its lock recovers: it takes the file again.
+        write_file(os.path.join(a.mnt, "f"), "A2")
+        with open(os.path.join(b.mnt, "f")) as f:
+            self.assertEqual(f.read(), "A2")
+        a.close()
+        self.assertIn("lost", a.stderr_text)
+
     def test_bad_cluster_options(self):
         """A bad -o cluster or cluster_timeout is refused before mounting,
         with a message that says what is wrong."""
@@ -268,3 +349,4 @@ class ClusterTests(LockfsTestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
