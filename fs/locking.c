@@ -136,7 +136,8 @@ static void drain(struct locking *l, struct list *todo)
 		struct lk_wait *w = (struct lk_wait *)((char *)r - offsetof(struct lk_wait, lt));
 
 		list_remove(&w->p_node);
-		w->pending_status = errno_for(r->status);
+		w->pending_status = w->cluster_bounded && r->status == -ETIMEDOUT
+					    ? -EAGAIN : errno_for(r->status);
 		if (w->registering)
 			w->pending = true;
 		else
@@ -476,9 +477,26 @@ void locking_acquire(struct locking *l, struct lk_wait *w)
 	w->pending = false;
 	list_node_init(&w->p_node);
 
+	w->cluster_bounded = false;
+
 	pthread_mutex_lock(&l->mu);
-	if (l->cluster)
+	if (l->cluster) {
 		remote_first_touch(l, w->lt.file);
+		/* A non-blocking open of a file the other hosts hold waits for
+		 * the cluster's answer, at most LK_CLUSTER_NONBLOCK_NS, and is
+		 * refused with EAGAIN only past that: a file another host
+		 * merely caches comes back in the time of a recall, and
+		 * programs that pass O_NONBLOCK only to be safe from fifos
+		 * (grep -r) must not be refused every file of a cold mount. */
+		if ((w->lt.flags & LT_F_NONBLOCK) && remote_holds(l, w->lt.file)) {
+			uint64_t bound = locking_now() + LK_CLUSTER_NONBLOCK_NS;
+
+			w->lt.flags &= ~(unsigned)LT_F_NONBLOCK;
+			if (!w->lt.deadline || w->lt.deadline > bound)
+				w->lt.deadline = bound;
+			w->cluster_bounded = true;
+		}
+	}
 	rc = lt_acquire(l->lt, &w->lt, locking_now());
 	if (rc == -EINPROGRESS) {
 		list_add_head(&l->parked, &w->p_node);

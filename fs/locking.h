@@ -42,6 +42,7 @@ struct lk_wait {
 	bool registering;       /* the parking thread still uses req */
 	int pending_status;     /* decided while registering */
 	bool pending;
+	bool cluster_bounded;   /* a non-blocking open waiting for the cluster */
 	struct list_node p_node;   /* in the parked list, for interrupts; then
 	                              in the list of decided requests */
 };
@@ -163,6 +164,9 @@ struct lk_fence {
 void locking_fence(struct locking *l, lt_file_t file, struct lk_fence *out);
 int locking_fence_check(struct locking *l, const struct lk_fence *f);
 extern const struct cluster_ops locking_cluster_ops;
+/* How long a non-blocking open waits for the cluster to grant a file the
+ * other hosts hold before it is refused with EAGAIN. */
+#define LK_CLUSTER_NONBLOCK_NS 1000000000ull
 /* Owners with this bit stand for the other hosts (never made by owner.c). */
 #define LK_REMOTE_OWNER (1ull << 63)
 

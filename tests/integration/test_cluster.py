@@ -315,6 +315,39 @@ class ClusterTests(LockfsTestCase):
         a.close()
         self.assertIn("lost", a.stderr_text)
 
+    def test_nonblocking_reads_of_files_another_host_caches(self):
+        """grep -r opens every file with O_NONBLOCK. Files the other mount
+        wrote and keeps cached are read after a recall, not refused; a file
+        a program on the other mount is writing is refused with EAGAIN
+        after a bounded wait (LK_CLUSTER_NONBLOCK_NS, 1 s)."""
+        src = self.make_tempdir()
+        a, b = self.two_mounts(src, self.opts("peek"))
+        os.makedirs(os.path.join(a.mnt, "t"))
+        for i in range(20):
+            write_file(os.path.join(a.mnt, "t", "f%d" % i), "line %d\n" % i)
+        r = subprocess.run(["grep", "-r", "line 1", os.path.join(b.mnt, "t")],
+                           capture_output=True, text=True, timeout=60)
+        self.assertEqual(r.stderr, "")
+        self.assertEqual(len(r.stdout.splitlines()), 11, r.stdout)   # f1, f10..f19
+        # Busy on the other host: a writer holds f0 open there (read-write:
+        # appends take no lock, docs/semantics.md).
+        with open(os.path.join(a.mnt, "t", "f0"), "r+") as held:
+            held.seek(0, os.SEEK_END)
+            held.write("more\n")
+            held.flush()
+            t0 = time.monotonic()
+            r = subprocess.run(["grep", "-r", "more", os.path.join(b.mnt, "t")],
+                               capture_output=True, text=True, timeout=60)
+            waited = time.monotonic() - t0
+        self.assertIn("Resource temporarily unavailable", r.stderr, (r.returncode, r.stdout))
+        self.assertEqual(r.stderr.count("\n"), 1, r.stderr)
+        self.assertGreater(waited, 0.9)     # waited for the cluster, bounded
+        self.assertLess(waited, 10)
+        # Closed: the next grep reads it.
+        r = subprocess.run(["grep", "-r", "more", os.path.join(b.mnt, "t")],
+                           capture_output=True, text=True, timeout=60)
+        self.assertEqual((r.returncode, r.stderr), (0, ""))
+
     def test_bad_cluster_options(self):
         """A bad -o cluster or cluster_timeout is refused before mounting,
         with a message that says what is wrong."""
