@@ -348,6 +348,55 @@ class ClusterTests(LockfsTestCase):
                            capture_output=True, text=True, timeout=60)
         self.assertEqual((r.returncode, r.stderr), (0, ""))
 
+    def test_killed_daemon_frees_its_files(self):
+        """kill -9 of the daemon whose program holds a file, with a waiter
+        on the other mount: the waiter gets the file within the session
+        timeout plus 1 s, and every write the holder was told was done is
+        in the file."""
+        src = self.make_tempdir()
+        write_file(os.path.join(src, "f"), "")
+        a = Mount(self.opts("crash", timeout=2), source=src, check_exit=False)
+        a.start()
+        self.addCleanup(a.close, False)
+        b = Mount(self.opts("crash", timeout=2), source=src)
+        b.start()
+        self.addCleanup(b.close, False)
+        holder = subprocess.Popen(
+            [PYTHON, "-c", "import os, sys, time\n"
+             "f = open(sys.argv[1], 'r+')\n"
+             "for i in range(5):\n"
+             "    f.write('line %d\\n' % i); f.flush()\n"
+             "print('held', flush=True)\n"
+             "time.sleep(120)\n", os.path.join(a.mnt, "f")],
+            stdout=subprocess.PIPE, text=True)
+        waiter = None
+        try:
+            self.assertEqual(holder.stdout.readline().strip(), "held")
+            waiter = subprocess.Popen(
+                [PYTHON, "-c", "import sys, time\n"
+                 "f = open(sys.argv[1], 'r+')\n"
+                 "print(time.monotonic(), flush=True)\n"
+                 "print(f.read(), end='', flush=True)\n", os.path.join(b.mnt, "f")],
+                stdout=subprocess.PIPE, text=True)
+            time.sleep(1)
+            self.assertIsNone(waiter.poll(), "the other mount's open did not wait")
+            t0 = time.monotonic()
+            os.kill(a.pid, signal.SIGKILL)
+            out, _ = waiter.communicate(timeout=30)
+        finally:
+            holder.kill()
+            holder.wait()
+            holder.stdout.close()
+            if waiter and waiter.poll() is None:
+                waiter.kill()
+                waiter.communicate()
+        lines = out.splitlines()
+        served = float(lines[0]) - t0
+        print("\n  the waiter on the other mount got the file %.1f s after kill -9" % served,
+              file=sys.stderr)
+        self.assertLess(served, 2 + 1)
+        self.assertEqual(lines[1:], ["line %d" % i for i in range(5)])
+
     def test_bad_cluster_options(self):
         """A bad -o cluster or cluster_timeout is refused before mounting,
         with a message that says what is wrong."""
