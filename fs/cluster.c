@@ -183,6 +183,8 @@ static void later(struct clock *cl, enum cl_event e)
 	pthread_mutex_lock(&cl->c->mu);
 	cl->retry = true;
 	pthread_mutex_unlock(&cl->c->mu);
+	log_limited(LOG_LVL_WARN, "cluster: ZooKeeper did not take a request for %s; "
+		    "opens that need it wait until it does (lock_timeout bounds them)", cl->dir);
 	if (e == CE_FAILED)
 		step(cl, CE_FAILED);
 }
