@@ -54,13 +54,21 @@ struct clock {
 	bool watching;      /* a children watch is armed */
 	bool retry;         /* the watchdog asks again (after a failure) */
 	bool creating;      /* our znode (or its container) is being created */
+	/* For lockstat: the lowest znode of another daemon in the last
+	 * listing (the holder while we wait, the next holder while we hold)
+	 * and, once read, its data and czxid. Read once per new name. */
+	char peer[64];      /* its name in dir, "" if none */
+	long long peer_seq;
+	char peer_ident[CLUSTER_IDENT_MAX];  /* "" until read */
+	int64_t peer_token;
+	bool peer_reading;  /* a read of its data is out */
 };
 
 struct cluster {
 	struct cluster_config cfg;
 	struct cluster_ops ops;
 	void *arg;
-	char ident[300];            /* "<host> <pid>": our znodes' data */
+	char ident[CLUSTER_IDENT_MAX];  /* "<host> <pid>": our znodes' data */
 
 	pthread_mutex_t mu;         /* protects everything below */
 	pthread_cond_t cv;
@@ -79,6 +87,7 @@ struct zreq {
 	struct cluster *c;
 	struct clock *cl;           /* NULL for pings */
 	uint64_t sent;
+	long long seq;              /* peer reads: the znode asked about */
 };
 
 static uint64_t now_ns(void)
@@ -238,6 +247,85 @@ static void watch_children(zhandle_t *zh, int type, int state, const char *path,
 
 static void create_child(struct clock *cl);
 
+static void peer_done(int rc, const char *value, int len, const struct Stat *stat,
+		      const void *data)
+{
+	struct zreq *rq = (struct zreq *)data;
+	struct clock *cl = rq->cl;
+	long long seq = rq->seq;
+	/* ZNONODE: it left already, and the next listing names the next. */
+	bool ok = heard(rq, rc) && rc == ZOK;
+
+	pthread_mutex_lock(&cl->c->mu);
+	if (cl->peer_seq == seq)
+		cl->peer_reading = false;
+	if (ok && cl->peer[0] && cl->peer_seq == seq) {
+		size_t n = value && len > 0 ? (size_t)len : 0;
+
+		if (n >= sizeof(cl->peer_ident))
+			n = sizeof(cl->peer_ident) - 1;
+		/* Another daemon's data: printable text or nothing. */
+		for (size_t i = 0; i < n; i++)
+			cl->peer_ident[i] = (unsigned char)value[i] < ' ' ? '?' : value[i];
+		cl->peer_ident[n] = '\0';
+		cl->peer_token = stat ? stat->czxid : 0;
+	}
+	pthread_mutex_unlock(&cl->c->mu);
+}
+
+/* Reads the data of znode `name` of cl's directory (whose holder it is). */
+static void read_peer(struct clock *cl, const char *name)
+{
+	char path[sizeof(cl->dir) + sizeof(cl->peer) + 1];
+	struct zreq *rq;
+	zhandle_t *zh;
+
+	snprintf(path, sizeof(path), "%s/%s", cl->dir, name);
+	rq = zreq_new(cl->c, cl, &zh);
+	if (!rq)
+		return;
+	rq->seq = cluster_seq(name);
+	if (zoo_aget(zh, path, 0, peer_done, rq) != ZOK) {
+		free(rq);
+		pthread_mutex_lock(&cl->c->mu);
+		cl->peer_reading = false;
+		pthread_mutex_unlock(&cl->c->mu);
+	}
+}
+
+/* Notes the lowest znode of another daemon in listing v; true (and its
+ * name in name) when its data is to be read: a new one, or one whose read
+ * failed. Called with c->mu held. */
+static bool new_peer(struct clock *cl, const struct String_vector *v, bool mine,
+		     char name[sizeof(cl->peer)])
+{
+	long long min = -1;
+	const char *first = "";
+
+	for (int32_t i = 0; i < v->count; i++) {
+		long long s = cluster_seq(v->data[i]);
+
+		if (s < 0 || (mine && s == cl->seq) || strlen(v->data[i]) >= sizeof(cl->peer))
+			continue;
+		if (min < 0 || s < min) {
+			min = s;
+			first = v->data[i];
+		}
+	}
+	if (strcmp(first, cl->peer) != 0) {
+		snprintf(cl->peer, sizeof(cl->peer), "%s", first);
+		cl->peer_seq = min;
+		cl->peer_ident[0] = '\0';
+		cl->peer_token = 0;
+		cl->peer_reading = false;
+	}
+	if (!cl->peer[0] || cl->peer_ident[0] || cl->peer_reading)
+		return false;
+	cl->peer_reading = true;
+	snprintf(name, sizeof(cl->peer), "%s", first);
+	return true;
+}
+
 static void children_done(int rc, const struct String_vector *v, const void *data)
 {
 	struct zreq *rq = (struct zreq *)data;
@@ -247,7 +335,8 @@ static void children_done(int rc, const struct String_vector *v, const void *dat
 	unsigned behind = 0;
 	bool mine = false;
 	enum cl_event e = CE_FAILED;
-	bool have_event = false, recreate;
+	bool have_event = false, recreate, fetch_peer = false;
+	char peer[sizeof(cl->peer)];
 
 	if (!heard(rq, rc))
 		return;
@@ -274,6 +363,7 @@ static void children_done(int rc, const struct String_vector *v, const void *dat
 				behind++;
 		}
 		cl->waiters = (unsigned)(v->count - (mine ? 1 : 0));
+		fetch_peer = new_peer(cl, v, mine, peer);
 		if (cl->node[0] && !mine && cl->fsm.st != CL_HANDING_OVER) {
 			/* Our znode is gone: the server dropped our session. */
 			cl->node[0] = '\0';
@@ -302,6 +392,8 @@ static void children_done(int rc, const struct String_vector *v, const void *dat
 	recreate = !have_event && !cl->retry && !cl->creating &&
 		   cl->fsm.st == CL_ACQUIRING && !cl->node[0];
 	pthread_mutex_unlock(&c->mu);
+	if (fetch_peer)
+		read_peer(cl, peer);
 	if (recreate)
 		create_child(cl);
 	if (have_event)
@@ -518,12 +610,63 @@ int cluster_lock_info(struct cluster *c, uint64_t key, struct cluster_lock_info 
 	pthread_mutex_lock(&c->mu);
 	cl = find(c, key);
 	if (cl) {
-		out->st = cl->fsm.st;
-		out->token = cl->fsm.st == CL_HELD || cl->fsm.st == CL_RECALLED ? cl->token : 0;
+		enum cl_state st = cl->fsm.st;
+		bool ours = st == CL_HELD || st == CL_RECALLED || st == CL_LOST ||
+			    st == CL_HANDING_OVER;
+
+		out->st = st;
+		out->token = st == CL_HELD || st == CL_RECALLED ? cl->token : 0;
 		out->waiters = cl->waiters;
+		snprintf(out->holder, sizeof(out->holder), "%s", ours ? c->ident : cl->peer_ident);
+		out->holder_token = ours ? cl->token : cl->peer_token;
+		if (ours)
+			out->remote_waiters = (int)cl->waiters;
+		else if (st == CL_ACQUIRING)
+			out->remote_waiters = cl->waiters > 0 ? (int)cl->waiters - 1 : 0;
+		else
+			out->remote_waiters = -1;
 	}
 	pthread_mutex_unlock(&c->mu);
 	return cl ? 0 : -ENOENT;
+}
+
+struct active {
+	uint64_t *keys;
+	size_t n, max;
+};
+
+static void active_one(struct hlink *l, void *arg)
+{
+	struct active *a = arg;
+	const struct clock *cl = list_entry(l, struct clock, link);
+
+	if (cl->fsm.st == CL_REMOTE)
+		return;
+	if (a->n < a->max)
+		a->keys[a->n] = cl->key;
+	a->n++;
+}
+
+size_t cluster_active_keys(struct cluster *c, uint64_t *keys, size_t max)
+{
+	struct active a = { keys, 0, max };
+
+	pthread_mutex_lock(&c->mu);
+	ht_each(&c->locks, active_one, &a);
+	pthread_mutex_unlock(&c->mu);
+	return a.n;
+}
+
+const char *cluster_ident(const struct cluster *c)
+{
+	return c->ident;
+}
+
+void cluster_reset_stats(struct cluster *c)
+{
+	pthread_mutex_lock(&c->mu);
+	memset(&c->st, 0, sizeof(c->st));
+	pthread_mutex_unlock(&c->mu);
 }
 
 void cluster_get_stats(struct cluster *c, struct cluster_stats *out)
@@ -895,5 +1038,19 @@ bool cluster_trusted(struct cluster *c)
 
 void cluster_count_fenced(struct cluster *c)
 {
+}
+
+void cluster_reset_stats(struct cluster *c)
+{
+}
+
+size_t cluster_active_keys(struct cluster *c, uint64_t *keys, size_t max)
+{
+	return 0;
+}
+
+const char *cluster_ident(const struct cluster *c)
+{
+	return "";
 }
 #endif

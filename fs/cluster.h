@@ -146,14 +146,35 @@ void cluster_acquire(struct cluster *c, uint64_t key, const char *name);
 /* The local side finished after ops->recall or ops->lost: hands over. */
 void cluster_idle(struct cluster *c, uint64_t key);
 
-/* What lockstat shows of one file's cluster lock. */
+/* What lockstat shows of one file's cluster lock. Read from the module's
+ * own records: asking costs no ZooKeeper request. The holder is learned
+ * from the children listings this daemon makes anyway (while it holds or
+ * waits for the file) and one read of the holder's znode data per change
+ * of holder; while this daemon neither holds nor wants the file nobody
+ * follows it, so the holder is the one last seen. */
+#define CLUSTER_IDENT_MAX 300
 struct cluster_lock_info {
 	enum cl_state st;
 	int64_t token;          /* fencing token (czxid) while held, else 0 */
 	unsigned waiters;       /* other daemons queued, as last seen */
+	/* The daemon that holds the file, as last seen: "<host> <pid>" (its
+	 * znode's data), "" when not known; this daemon's own while it holds
+	 * the file (held, recalled, lost, handing over). */
+	char holder[CLUSTER_IDENT_MAX];
+	int64_t holder_token;   /* the holder's fencing token, 0 if not known */
+	/* Daemons queued behind the holder (this one excepted when it waits),
+	 * -1 when not known (this daemon no longer follows the file). */
+	int remote_waiters;
 };
 /* 0, or -ENOENT if this daemon never asked for `key`. */
 int cluster_lock_info(struct cluster *c, uint64_t key, struct cluster_lock_info *out);
+/* The keys of the files whose cluster lock this daemon holds, waits for or
+ * is giving up (every state but remote), at most `max` of them into keys
+ * (which may be NULL when max is 0). Returns how many there are, which may
+ * be more than max. */
+size_t cluster_active_keys(struct cluster *c, uint64_t *keys, size_t max);
+/* "<host> <pid>": what this daemon writes into its znodes. */
+const char *cluster_ident(const struct cluster *c);
 
 struct cluster_stats {
 	uint64_t requests;      /* ZooKeeper requests sent */
@@ -161,6 +182,8 @@ struct cluster_stats {
 	uint64_t fenced_writes; /* writes refused: their lock was lost */
 };
 void cluster_get_stats(struct cluster *c, struct cluster_stats *out);
+/* Zeroes the statistics (lockstat --reset). */
+void cluster_reset_stats(struct cluster *c);
 
 /* Whether the locks this daemon holds may still be trusted by its own
  * clock: false once the session timeout (less the watchdog's margin) may
