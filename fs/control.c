@@ -5,7 +5,7 @@
  *
  *   lockfs-control 1
  *   mount  MOUNTPOINT SOURCE DAEMON_PID LEASE_MS LOCK_TIMEOUT_MS
- *          LONG_READ_MS READER_WAIT_MS CALM_AFTER_MS
+ *          LONG_READ_MS READER_WAIT_MS CALM_AFTER_MS CLUSTER
  *   lock   PATH MODE STATE PID TID COMM UID HELD_NS LEASE_LEFT_NS WAITERS HANDLES
  *          CLASS HOLD ORIGIN
  *   wait   PATH MODE WANTS PID TID COMM UID WAITED_NS BLOCKER_PID CLASS
@@ -14,8 +14,10 @@
  *          WAIT_P99_NS WAIT_MAX_NS WAIT_TOTAL_NS HOLDS HOLD_MEAN_NS
  *          HOLD_MAX_NS EAGAIN EDEADLK TIMEOUT EINTR
  *          JOINS BROKEN CALM_LEARNED ADVISORY_PASSES
+ *   cluster PATH STATE TOKEN REMOTE_WAITERS HOST DAEMON_PID
+ *   clusterstat REQUESTS GRANTS RECALLS LOSSES FENCED_WRITES
  *   error  MESSAGE
- *   end    NLOCK NWAIT NSTAT NFILE
+ *   end    NLOCK NWAIT NSTAT NFILE NCLUSTER
  *
  * The closing `end` line repeats the record counts, so a reader can tell a
  * complete reply from a cut one. Strings are escaped: backslash, tab,
@@ -53,6 +55,26 @@
  *   JOINS BROKEN CALM_LEARNED ADVISORY_PASSES  the lt_stats counters joins,
  *           broken, calm_learned and advisory_passes.
  *   NFILE   the number of file records.
+ * Added for cluster mode (fs/cluster.h), sent only in it:
+ *   CLUSTER the mount's -o cluster= value, "-" when not in cluster mode.
+ *   cluster a file's cluster lock as this daemon knows it, without asking
+ *           ZooKeeper. Sent for each file with holders or waiters that
+ *           this daemon asked the cluster for, and for each file whose
+ *           cluster lock it holds, waits for or is giving up. STATE is
+ *           remote (another daemon has it, as last seen), acquiring,
+ *           cached (held, nobody here uses it), held (in use here),
+ *           recalled (another daemon asked; finishing here), handing-over
+ *           or lost (the session may be gone; not trusted). HOST and
+ *           DAEMON_PID name the daemon that holds it (this one in the
+ *           states cached to lost), as last seen: "" and "-" when not
+ *           known. TOKEN is that hold's fencing token, "-" when not known.
+ *           REMOTE_WAITERS counts the daemons queued behind the holder
+ *           (this one not included), "-" when this daemon no longer
+ *           follows the file.
+ *   clusterstat the daemon's cluster counters (cluster_stats), in a stats
+ *           reply: ZooKeeper requests sent, grants, recalls, losses and
+ *           writes refused because their lock was lost.
+ *   NCLUSTER the number of cluster records.
  * Readers ignore line kinds and trailing fields they do not know, which is
  * how version 1 can grow; they refuse keywords they do not know in the
  * fields they understand, so a new keyword value goes into a new field.
@@ -76,6 +98,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "cluster.h"
 #include "config.h"
 #include "list.h"
 #include "locking.h"
@@ -96,6 +119,7 @@ struct control {
 	unsigned long_read_ms;
 	unsigned reader_wait_ms;
 	unsigned calm_after_ms;
+	char *cluster_spec;     /* -o cluster=, NULL when off */
 	uid_t owner_uid;        /* the daemon's user, who may reset (and root) */
 
 	pthread_mutex_t mu;     /* protects handles and every handle's node */
@@ -263,6 +287,10 @@ static void put_header(struct control *c, struct sbuf *b)
 	 * background after setting up. */
 	SB_NUMS(b, (uint64_t)getpid(), c->lease_ms, c->lock_timeout_ms, c->long_read_ms,
 		c->reader_wait_ms, c->calm_after_ms);
+	if (c->cluster_spec)
+		sb_field(b, c->cluster_spec);
+	else
+		sb_unknown(b);
 	sb_puts(b, "\n");
 }
 
@@ -455,6 +483,124 @@ static void put_stat(struct control *c, struct sbuf *b, const struct lk_stat_sna
 	sb_puts(b, "\n");
 }
 
+/* ---- cluster mode ------------------------------------------------------- */
+
+static const char *cluster_state_word(enum cl_state st, bool used_here)
+{
+	switch (st) {
+	case CL_ACQUIRING: return "acquiring";
+	case CL_HELD: return used_here ? "held" : "cached";
+	case CL_RECALLED: return "recalled";
+	case CL_HANDING_OVER: return "handing-over";
+	case CL_LOST: return "lost";
+	default: return "remote";
+	}
+}
+
+/* Whether a program here holds the file (the other hosts' pseudo-owner
+ * does not count). */
+static bool used_here(const struct lk_file_snap *f)
+{
+	for (size_t i = 0; f && i < f->nholders; i++)
+		if (!(f->holders[i].owner & LK_REMOTE_OWNER))
+			return true;
+	return false;
+}
+
+/* A `cluster` record of `file`, if this daemon ever asked for it. The
+ * holder's identity is its znode's data, "<host> <pid>". */
+static bool put_cluster(struct control *c, struct sbuf *b, struct cluster *cl, lt_file_t file,
+			const struct lk_file_snap *f)
+{
+	struct cluster_lock_info in;
+	char *sp;
+	long long pid = -1;
+
+	if (cluster_lock_info(cl, file, &in) != 0)
+		return false;
+	sb_puts(b, "cluster");
+	put_path(c, b, file);
+	sb_printf(b, "\t%s", cluster_state_word(in.st, used_here(f)));
+	if (in.holder_token > 0)
+		sb_num(b, (uint64_t)in.holder_token);
+	else
+		sb_unknown(b);
+	if (in.remote_waiters >= 0)
+		sb_num(b, (uint64_t)in.remote_waiters);
+	else
+		sb_unknown(b);
+	sp = strrchr(in.holder, ' ');
+	if (sp && sp[1] && strspn(sp + 1, "0123456789") == strlen(sp + 1) && strlen(sp + 1) < 10) {
+		pid = atoll(sp + 1);
+		*sp = '\0';
+	}
+	sb_field(b, in.holder);
+	if (pid > 0)
+		sb_num(b, (uint64_t)pid);
+	else
+		sb_unknown(b);
+	sb_puts(b, "\n");
+	return true;
+}
+
+static int cmp_key(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+/* The cluster records: the files of the snapshot, then the cluster locks
+ * this daemon holds or wants that no program here holds or waits for (a
+ * cached lock). All from the cluster module's records: no ZooKeeper
+ * request. Returns how many. */
+static size_t put_clusters(struct control *c, struct sbuf *b, struct cluster *cl,
+			   const struct lk_snapshot *s)
+{
+	uint64_t *seen = calloc(s->nfiles ? s->nfiles : 1, sizeof(*seen));
+	uint64_t *active = NULL;
+	size_t n = 0, na, nactive = 0;
+
+	if (!seen) {
+		b->oom = true;
+		return 0;
+	}
+	for (size_t i = 0; i < s->nfiles && !b->oom; i++) {
+		seen[i] = s->files[i].file;
+		n += put_cluster(c, b, cl, s->files[i].file, &s->files[i]);
+	}
+	qsort(seen, s->nfiles, sizeof(*seen), cmp_key);
+	/* Sized first, filled after: it may grow in between. */
+	for (na = cluster_active_keys(cl, NULL, 0); !b->oom; na = nactive) {
+		uint64_t *v = realloc(active, (na ? na : 1) * sizeof(*v));
+
+		if (!v) {
+			b->oom = true;
+			break;
+		}
+		active = v;
+		nactive = cluster_active_keys(cl, active, na);
+		if (nactive <= na)
+			break;
+	}
+	for (size_t i = 0; i < nactive && !b->oom; i++)
+		if (!bsearch(&active[i], seen, s->nfiles, sizeof(*seen), cmp_key))
+			n += put_cluster(c, b, cl, active[i], NULL);
+	free(active);
+	free(seen);
+	return n;
+}
+
+static void put_cluster_stats(struct sbuf *b, struct cluster *cl)
+{
+	struct cluster_stats st;
+
+	cluster_get_stats(cl, &st);
+	sb_puts(b, "clusterstat");
+	SB_NUMS(b, st.requests, st.grants, st.recalls, st.losses, st.fenced_writes);
+	sb_puts(b, "\n");
+}
+
 static void put_error(struct sbuf *b, const char *msg)
 {
 	sb_printf(b, "lockfs-control %d\nerror", CONTROL_VERSION);
@@ -467,12 +613,16 @@ static void put_error(struct sbuf *b, const char *msg)
 static int build_reply(struct control *c, enum control_request kind, struct sbuf *b)
 {
 	struct lk_snapshot s;
-	size_t nlock = 0, nwait = 0, nfile = 0;
+	/* Off, or not joined yet: no cluster records. */
+	struct cluster *cl = c->cluster_spec ? locking_cluster(c->l) : NULL;
+	size_t nlock = 0, nwait = 0, nfile = 0, ncluster = 0;
 	int rc;
 
 	memset(b, 0, sizeof(*b));
 	if (kind == CONTROL_RESET) {
 		locking_stats_reset(c->l);
+		if (cl)
+			cluster_reset_stats(cl);
 		put_header(c, b);
 		sb_puts(b, "end\t0\t0\t0\t0\n");
 		goto done;
@@ -502,9 +652,13 @@ static int build_reply(struct control *c, enum control_request kind, struct sbuf
 			nfile++;
 		}
 	}
+	if (cl)
+		ncluster = put_clusters(c, b, cl, &s);
 	for (size_t i = 0; i < s.nstats && !b->oom; i++)
 		put_stat(c, b, &s.stats[i]);
-	sb_printf(b, "end\t%zu\t%zu\t%zu\t%zu\n", nlock, nwait, s.nstats, nfile);
+	if (cl && kind == CONTROL_STATS)
+		put_cluster_stats(b, cl);
+	sb_printf(b, "end\t%zu\t%zu\t%zu\t%zu\t%zu\n", nlock, nwait, s.nstats, nfile, ncluster);
 	locking_snapshot_free(&s);
 done:
 	if (b->oom) {
@@ -543,10 +697,11 @@ int control_new(struct control **out, struct locking *l, control_path_fn path_of
 	c->long_read_ms = cfg->long_read_ms;
 	c->reader_wait_ms = cfg->reader_wait_ms;
 	c->calm_after_ms = cfg->calm_after_ms;
+	c->cluster_spec = cfg->cluster ? strdup(cfg->cluster) : NULL;
 	c->owner_uid = getuid();
 	pthread_mutex_init(&c->mu, NULL);
 	list_init(&c->handles);
-	if (!c->mountpoint || !c->source) {
+	if (!c->mountpoint || !c->source || (cfg->cluster && !c->cluster_spec)) {
 		control_free(c);
 		return -ENOMEM;
 	}
@@ -573,6 +728,7 @@ void control_free(struct control *c)
 	pthread_mutex_destroy(&c->mu);
 	free(c->mountpoint);
 	free(c->source);
+	free(c->cluster_spec);
 	free(c);
 }
 

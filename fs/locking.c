@@ -590,6 +590,11 @@ struct owners *locking_owners(struct locking *l)
 	return l->owners;
 }
 
+struct cluster *locking_cluster(struct locking *l)
+{
+	return l->cluster;
+}
+
 static void on_owner_exit(void *arg, uint64_t id, uint64_t heir, uint64_t heir_proc)
 {
 	struct locking *l = arg;

@@ -173,5 +173,8 @@ extern const struct cluster_ops locking_cluster_ops;
 /* The monotonic clock the lock table runs on, in ns. */
 uint64_t locking_now(void);
 struct owners *locking_owners(struct locking *l);
+/* The cluster set by locking_set_cluster, NULL when off (for lockstat,
+ * which reads it during the session only). */
+struct cluster *locking_cluster(struct locking *l);
 
 #endif

@@ -43,6 +43,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			touch(r.stats[i].file.path);
 		for (size_t i = 0; i < r.nfileinfos; i++)
 			touch(r.fileinfos[i].file.path);
+		touch(r.cluster);
+		for (size_t i = 0; i < r.nclusters; i++) {
+			touch(r.clusters[i].file.path);
+			/* Never NULL in an accepted reply. */
+			if (!r.clusters[i].host || r.clusters[i].state > CTL_CL_LOST)
+				abort();
+			touch(r.clusters[i].host);
+		}
 		/* Keywords map to their enums only. */
 		for (size_t i = 0; i < r.nlocks; i++)
 			if (r.locks[i].mode > CTL_UPDATE || r.locks[i].hold > CTL_HOLD_BROKEN)

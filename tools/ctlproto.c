@@ -22,7 +22,7 @@ struct parser {
 	size_t lineno;
 	char *err;
 	size_t errlen;
-	size_t cap_locks, cap_waits, cap_stats, cap_fileinfos;
+	size_t cap_locks, cap_waits, cap_stats, cap_fileinfos, cap_clusters;
 };
 
 static int fail(struct parser *ps, const char *fmt, ...)
@@ -306,6 +306,9 @@ static int rec_mount(struct parser *ps, const struct field *f, size_t nf)
 	if ((rc = text(ps, &f[1], &r->mountpoint, "mount point")) < 0 ||
 	    (rc = text(ps, &f[2], &r->source, "source")) < 0)
 		return rc;
+	/* CLUSTER: "-" when off (a cluster spec never is "-"). */
+	if (nf > 9 && !is(&f[9], "-") && (rc = text(ps, &f[9], &r->cluster, "cluster")) < 0)
+		return rc;
 	r->have_mount = true;
 	return 0;
 }
@@ -410,6 +413,63 @@ static int rec_file(struct parser *ps, const struct field *f, size_t nf)
 	return 0;
 }
 
+static bool cluster_state(const struct field *f, enum ctl_cluster_state *st)
+{
+	static const char *const words[] = {
+		[CTL_CL_REMOTE] = "remote", [CTL_CL_ACQUIRING] = "acquiring",
+		[CTL_CL_CACHED] = "cached", [CTL_CL_HELD] = "held",
+		[CTL_CL_RECALLED] = "recalled", [CTL_CL_HANDING_OVER] = "handing-over",
+		[CTL_CL_LOST] = "lost",
+	};
+
+	for (size_t i = 0; i < sizeof(words) / sizeof(words[0]); i++) {
+		if (is(f, words[i])) {
+			*st = (enum ctl_cluster_state)i;
+			return true;
+		}
+	}
+	return false;
+}
+
+static int rec_cluster(struct parser *ps, const struct field *f, size_t nf)
+{
+	struct ctl_reply *r = ps->r;
+	struct ctl_cluster *cl;
+	int rc;
+
+	if (nf < 7)
+		return fail(ps, "short cluster record");
+	if ((rc = grow((void **)&r->clusters, r->nclusters, &ps->cap_clusters, sizeof(*cl))) < 0)
+		return rc;
+	cl = &r->clusters[r->nclusters++];
+	if ((rc = file(ps, &f[1], &cl->file)) < 0)
+		return rc;
+	if (!cluster_state(&f[2], &cl->state))
+		return fail(ps, "bad cluster state");
+	if (!num(&f[3], true, &cl->token) || !num(&f[4], true, &cl->remote_waiters) ||
+	    !num(&f[6], true, &cl->daemon_pid))
+		return fail(ps, "bad number in cluster record");
+	return text(ps, &f[5], &cl->host, "host");
+}
+
+static int rec_clusterstat(struct parser *ps, const struct field *f, size_t nf)
+{
+	struct ctl_reply *r = ps->r;
+	struct ctl_cluster_stats *st = &r->cluster_stats;
+	long long *dst[] = { &st->requests, &st->grants, &st->recalls, &st->losses,
+			     &st->fenced_writes };
+
+	if (r->have_cluster_stats)
+		return fail(ps, "second clusterstat record");
+	if (nf < 1 + sizeof(dst) / sizeof(dst[0]))
+		return fail(ps, "short clusterstat record");
+	for (size_t i = 0; i < sizeof(dst) / sizeof(dst[0]); i++)
+		if (!num(&f[1 + i], false, dst[i]))
+			return fail(ps, "bad number in clusterstat record");
+	r->have_cluster_stats = true;
+	return 0;
+}
+
 static int rec_stat(struct parser *ps, const struct field *f, size_t nf)
 {
 	struct ctl_reply *r = ps->r;
@@ -447,10 +507,11 @@ static int rec_stat(struct parser *ps, const struct field *f, size_t nf)
 static int rec_end(struct parser *ps, const struct field *f, size_t nf)
 {
 	struct ctl_reply *r = ps->r;
-	long long nl, nw, ns, nfi = -1;
+	long long nl, nw, ns, nfi = -1, ncl = -1;
 
 	if (nf < 4 || !num(&f[1], false, &nl) || !num(&f[2], false, &nw) ||
-	    !num(&f[3], false, &ns) || (nf > 4 && !num(&f[4], false, &nfi)))
+	    !num(&f[3], false, &ns) || (nf > 4 && !num(&f[4], false, &nfi)) ||
+	    (nf > 5 && !num(&f[5], false, &ncl)))
 		return fail(ps, "bad end record");
 	if ((size_t)nl != r->nlocks || (size_t)nw != r->nwaits || (size_t)ns != r->nstats)
 		return fail(ps, "record counts do not match the end record "
@@ -463,6 +524,13 @@ static int rec_end(struct parser *ps, const struct field *f, size_t nf)
 	if (nfi >= 0 && (size_t)nfi != r->nfileinfos)
 		return fail(ps, "record counts do not match the end record "
 			    "(%zu file lines, end says %lld)", r->nfileinfos, nfi);
+	/* Likewise for cluster records (NCLUSTER). */
+	if (ncl < 0 && r->nclusters)
+		return fail(ps, "record counts do not match the end record "
+			    "(%zu cluster lines, end does not count them)", r->nclusters);
+	if (ncl >= 0 && (size_t)ncl != r->nclusters)
+		return fail(ps, "record counts do not match the end record "
+			    "(%zu cluster lines, end says %lld)", r->nclusters, ncl);
 	if (!r->have_mount && !r->error)
 		return fail(ps, "no mount record");
 	return 0;
@@ -489,7 +557,13 @@ void ctl_reply_free(struct ctl_reply *r)
 		free(r->stats[i].file.path);
 	for (size_t i = 0; i < r->nfileinfos; i++)
 		free(r->fileinfos[i].file.path);
+	for (size_t i = 0; i < r->nclusters; i++) {
+		free(r->clusters[i].file.path);
+		free(r->clusters[i].host);
+	}
 	free(r->locks);
+	free(r->clusters);
+	free(r->cluster);
 	free(r->waits);
 	free(r->stats);
 	free(r->fileinfos);
@@ -583,6 +657,10 @@ int ctl_parse_reply(const char *buf, size_t len, struct ctl_reply *out,
 			rc = rec_stat(&ps, f, nf);
 		else if (is(&f[0], "file"))
 			rc = rec_file(&ps, f, nf);
+		else if (is(&f[0], "cluster"))
+			rc = rec_cluster(&ps, f, nf);
+		else if (is(&f[0], "clusterstat"))
+			rc = rec_clusterstat(&ps, f, nf);
 		else if (is(&f[0], "error")) {
 			if (out->error)
 				rc = fail(&ps, "second error record");

@@ -5,8 +5,9 @@
  * strict about everything it understands (numbers, keywords, escapes, the
  * closing `end` line and its counts) and ignores line kinds and trailing
  * fields it does not know, so that later daemons can add to version 1.
- * Fields that version 1 gained later (CLASS, HOLD, ORIGIN, file records...)
- * are optional: a reply from an older daemon parses with their defaults. */
+ * Fields that version 1 gained later (CLASS, HOLD, ORIGIN, file records,
+ * cluster records...) are optional: a reply from an older daemon parses with
+ * their defaults. */
 #ifndef LOCKFS_CTLPROTO_H
 #define LOCKFS_CTLPROTO_H
 
@@ -79,6 +80,25 @@ struct ctl_stat {
 	long long joins, broken, calm_learned, advisory_passes;
 };
 
+/* A `cluster` record: one file's cluster lock (cluster mode). */
+enum ctl_cluster_state {
+	CTL_CL_REMOTE, CTL_CL_ACQUIRING, CTL_CL_CACHED, CTL_CL_HELD, CTL_CL_RECALLED,
+	CTL_CL_HANDING_OVER, CTL_CL_LOST,
+};
+struct ctl_cluster {
+	struct ctl_file file;
+	enum ctl_cluster_state state;
+	long long token;                /* the holder's; CTL_UNKNOWN when not known */
+	long long remote_waiters;       /* CTL_UNKNOWN when not followed */
+	char *host;                     /* the holder's; never NULL, "" when not known */
+	long long daemon_pid;           /* the holder's; CTL_UNKNOWN when not known */
+};
+
+/* The `clusterstat` record. */
+struct ctl_cluster_stats {
+	long long requests, grants, recalls, losses, fenced_writes;
+};
+
 struct ctl_reply {
 	int version;
 	bool have_mount;
@@ -86,11 +106,17 @@ struct ctl_reply {
 	long long daemon_pid, lease_ms, lock_timeout_ms;
 	/* CTL_UNKNOWN from a daemon that does not say; 0 = never. */
 	long long long_read_ms, reader_wait_ms, calm_after_ms;
+	/* The mount's -o cluster=; NULL when not in cluster mode, or from a
+	 * daemon that does not say. */
+	char *cluster;
 	struct ctl_lock *locks;
 	struct ctl_wait *waits;
 	struct ctl_stat *stats;
 	struct ctl_fileinfo *fileinfos;
-	size_t nlocks, nwaits, nstats, nfileinfos;
+	struct ctl_cluster *clusters;
+	size_t nlocks, nwaits, nstats, nfileinfos, nclusters;
+	bool have_cluster_stats;
+	struct ctl_cluster_stats cluster_stats;
 	char *error;                    /* an `error` line, NULL if none */
 };
 

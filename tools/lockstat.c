@@ -50,60 +50,85 @@ enum col {
 	S_WAIT_AVG, S_WAIT_P99, S_WAIT_MAX, S_WAIT_TOTAL, S_HOLD_AVG, S_HOLD_MAX,
 	S_EAGAIN, S_EDEADLK, S_TIMEOUT, S_EINTR, S_JOINS, S_BROKEN, S_CALM_LEARNED,
 	S_ADVISORY_PASSES, S_FLAGS,
+	/* --cluster */
+	K_MOUNT, K_PATH, K_STATE, K_HOST, K_DAEMON, K_TOKEN, K_RWAITERS,
+	/* the cluster counters under --stats (fixed) */
+	Z_MOUNT, Z_REQUESTS, Z_GRANTS, Z_RECALLS, Z_LOSSES, Z_FENCED,
 	NCOLS
 };
 
+/* Which table a column belongs to. */
+enum view { V_LOCKS, V_STATS, V_CLUSTER, V_COUNTERS };
+
 struct column {
 	const char *name;
-	bool stats;             /* a --stats column */
+	enum view view;
 	bool right;             /* right-aligned (numbers) */
 	const char *help;
 };
 
 static const struct column columns[NCOLS] = {
-	[C_MOUNT]   = { "MOUNT", false, false, "the lockfs mount point" },
-	[C_PATH]    = { "PATH", false, false, "the file, relative to the mount" },
-	[C_MODE]    = { "MODE", false, false, "exclusive, shared or update (held, or asked for by a waiter)" },
-	[C_STATE]   = { "STATE", false, false, "held (open), lease (kept after a read), long, broken or "
+	[C_MOUNT]   = { "MOUNT", V_LOCKS, false, "the lockfs mount point" },
+	[C_PATH]    = { "PATH", V_LOCKS, false, "the file, relative to the mount" },
+	[C_MODE]    = { "MODE", V_LOCKS, false, "exclusive, shared or update (held, or asked for by a waiter)" },
+	[C_STATE]   = { "STATE", V_LOCKS, false, "held (open), lease (kept after a read), long, broken or "
 		       "waiting; * when inherited or joined" },
-	[C_PID]     = { "PID", false, true, "process id of the holder or waiter" },
-	[C_TID]     = { "TID", false, true, "thread id (the lock owner is a thread)" },
-	[C_COMMAND] = { "COMMAND", false, false, "the thread's command name" },
-	[C_USER]    = { "USER", false, false, "the owner's user name" },
-	[C_UID]     = { "UID", false, true, "the owner's user id" },
-	[C_HELD]    = { "HELD", false, true, "how long the lock has been held" },
-	[C_LEASE]   = { "LEASE", false, true, "time left on a lease" },
-	[C_HANDLES] = { "HANDLES", false, true, "open handles behind the hold (0 for a lease)" },
-	[C_WAITERS] = { "WAITERS", false, true, "how many opens wait for the file" },
-	[C_WANTS]   = { "WANTS", false, false, "what a waiter asked for: read, write or barrier" },
-	[C_WAITED]  = { "WAITED", false, true, "how long a waiter has waited" },
-	[C_BLOCKER] = { "BLOCKER", false, true, "pid of the process a waiter waits for" },
-	[C_ORIGIN]  = { "ORIGIN", false, false, "own, inherited (from an exited thread or child) "
+	[C_PID]     = { "PID", V_LOCKS, true, "process id of the holder or waiter" },
+	[C_TID]     = { "TID", V_LOCKS, true, "thread id (the lock owner is a thread)" },
+	[C_COMMAND] = { "COMMAND", V_LOCKS, false, "the thread's command name" },
+	[C_USER]    = { "USER", V_LOCKS, false, "the owner's user name" },
+	[C_UID]     = { "UID", V_LOCKS, true, "the owner's user id" },
+	[C_HELD]    = { "HELD", V_LOCKS, true, "how long the lock has been held" },
+	[C_LEASE]   = { "LEASE", V_LOCKS, true, "time left on a lease" },
+	[C_HANDLES] = { "HANDLES", V_LOCKS, true, "open handles behind the hold (0 for a lease)" },
+	[C_WAITERS] = { "WAITERS", V_LOCKS, true, "how many opens wait for the file" },
+	[C_WANTS]   = { "WANTS", V_LOCKS, false, "what a waiter asked for: read, write or barrier" },
+	[C_WAITED]  = { "WAITED", V_LOCKS, true, "how long a waiter has waited" },
+	[C_BLOCKER] = { "BLOCKER", V_LOCKS, true, "pid of the process a waiter waits for" },
+	[C_ORIGIN]  = { "ORIGIN", V_LOCKS, false, "own, inherited (from an exited thread or child) "
 		       "or joined (its program's hold)" },
-	[C_FLAGS]   = { "FLAGS", false, false, "what lockfs learned of the file: calm, advisory" },
+	[C_FLAGS]   = { "FLAGS", V_LOCKS, false, "what lockfs learned of the file: calm, advisory" },
 
-	[S_MOUNT]        = { "MOUNT", true, false, "the lockfs mount point" },
-	[S_PATH]         = { "PATH", true, false, "the file, relative to the mount" },
-	[S_ACQUISITIONS] = { "ACQUISITIONS", true, true, "locks granted, at once or after waiting" },
-	[S_CONTENTIONS]  = { "CONTENTIONS", true, true, "opens that had to wait" },
-	[S_WAITS]        = { "WAITS", true, true, "waits that ended (granted or failed)" },
-	[S_WAIT_MIN]     = { "WAIT-MIN", true, true, "shortest wait" },
-	[S_WAIT_AVG]     = { "WAIT-AVG", true, true, "mean wait" },
+	[S_MOUNT]        = { "MOUNT", V_STATS, false, "the lockfs mount point" },
+	[S_PATH]         = { "PATH", V_STATS, false, "the file, relative to the mount" },
+	[S_ACQUISITIONS] = { "ACQUISITIONS", V_STATS, true, "locks granted, at once or after waiting" },
+	[S_CONTENTIONS]  = { "CONTENTIONS", V_STATS, true, "opens that had to wait" },
+	[S_WAITS]        = { "WAITS", V_STATS, true, "waits that ended (granted or failed)" },
+	[S_WAIT_MIN]     = { "WAIT-MIN", V_STATS, true, "shortest wait" },
+	[S_WAIT_AVG]     = { "WAIT-AVG", V_STATS, true, "mean wait" },
 	[S_WAIT_P99]     = { "WAIT-P99", true, true, "99th percentile of waits (upper bound within 2x, at most WAIT-MAX)" },
-	[S_WAIT_MAX]     = { "WAIT-MAX", true, true, "longest wait" },
-	[S_WAIT_TOTAL]   = { "WAIT-TOTAL", true, true, "all waits added up" },
-	[S_HOLD_AVG]     = { "HOLD-AVG", true, true, "mean time a lock was held (leases included)" },
-	[S_HOLD_MAX]     = { "HOLD-MAX", true, true, "longest time a lock was held" },
-	[S_EAGAIN]       = { "EAGAIN", true, true, "non-blocking opens refused" },
-	[S_EDEADLK]      = { "EDEADLK", true, true, "opens refused because they would deadlock" },
-	[S_TIMEOUT]      = { "TIMEOUT", true, true, "opens that gave up after lock_timeout" },
-	[S_EINTR]        = { "EINTR", true, true, "waits ended by a signal or the waiter's exit" },
-	[S_JOINS]        = { "JOINS", true, true, "opens granted by joining their program's hold" },
-	[S_BROKEN]       = { "BROKEN", true, true, "reader holds a writer stopped waiting for" },
-	[S_CALM_LEARNED] = { "CALM-LEARNED", true, true, "times the file was learned to be calm" },
-	[S_ADVISORY_PASSES] = { "ADVISORY-PASSES", true, true,
+	[S_WAIT_MAX]     = { "WAIT-MAX", V_STATS, true, "longest wait" },
+	[S_WAIT_TOTAL]   = { "WAIT-TOTAL", V_STATS, true, "all waits added up" },
+	[S_HOLD_AVG]     = { "HOLD-AVG", V_STATS, true, "mean time a lock was held (leases included)" },
+	[S_HOLD_MAX]     = { "HOLD-MAX", V_STATS, true, "longest time a lock was held" },
+	[S_EAGAIN]       = { "EAGAIN", V_STATS, true, "non-blocking opens refused" },
+	[S_EDEADLK]      = { "EDEADLK", V_STATS, true, "opens refused because they would deadlock" },
+	[S_TIMEOUT]      = { "TIMEOUT", V_STATS, true, "opens that gave up after lock_timeout" },
+	[S_EINTR]        = { "EINTR", V_STATS, true, "waits ended by a signal or the waiter's exit" },
+	[S_JOINS]        = { "JOINS", V_STATS, true, "opens granted by joining their program's hold" },
+	[S_BROKEN]       = { "BROKEN", V_STATS, true, "reader holds a writer stopped waiting for" },
+	[S_CALM_LEARNED] = { "CALM-LEARNED", V_STATS, true, "times the file was learned to be calm" },
+	[S_ADVISORY_PASSES] = { "ADVISORY-PASSES", V_STATS, true,
 				"opens let through because the file is advisory" },
-	[S_FLAGS]        = { "FLAGS", true, false, "what lockfs learned of the file: calm, advisory" },
+	[S_FLAGS]        = { "FLAGS", V_STATS, false, "what lockfs learned of the file: calm, advisory" },
+
+	[K_MOUNT]   = { "MOUNT", V_CLUSTER, false, "the lockfs mount point" },
+	[K_PATH]    = { "PATH", V_CLUSTER, false, "the file, relative to the mount" },
+	[K_STATE]   = { "STATE", V_CLUSTER, false, "the file's cluster lock on this daemon: cached (held, "
+		       "unused here), held (in use here), recalled (another daemon asked; finishing "
+		       "here), handing-over, lost (not trusted), acquiring, remote (another daemon's)" },
+	[K_HOST]    = { "HOST", V_CLUSTER, false, "the host of the daemon that holds it (last seen)" },
+	[K_DAEMON]  = { "DAEMON", V_CLUSTER, true, "pid of the lockfs daemon that holds it, on HOST" },
+	[K_TOKEN]   = { "TOKEN", V_CLUSTER, true, "fencing token of that hold (ZooKeeper's czxid)" },
+	[K_RWAITERS] = { "REMOTE-WAITERS", V_CLUSTER, true,
+			 "other daemons queued behind the holder (this one not counted)" },
+
+	[Z_MOUNT]     = { "MOUNT", V_COUNTERS, false, "the lockfs mount point" },
+	[Z_REQUESTS]  = { "ZK-REQUESTS", V_COUNTERS, true, "requests sent to ZooKeeper" },
+	[Z_GRANTS]    = { "GRANTS", V_COUNTERS, true, "cluster locks this daemon got" },
+	[Z_RECALLS]   = { "RECALLS", V_COUNTERS, true, "cluster locks another daemon asked back" },
+	[Z_LOSSES]    = { "LOSSES", V_COUNTERS, true, "cluster locks lost with the session" },
+	[Z_FENCED]    = { "FENCED-WRITES", V_COUNTERS, true, "writes refused (EIO): their lock was lost" },
 };
 
 static const enum col default_lock_cols[] = {
@@ -118,6 +143,12 @@ static const enum col default_stat_cols[] = {
 	S_WAIT_MAX, S_WAIT_TOTAL, S_HOLD_AVG, S_HOLD_MAX, S_EAGAIN, S_EDEADLK, S_TIMEOUT,
 	S_JOINS, S_BROKEN, S_FLAGS,
 };
+static const enum col default_cluster_cols[] = {
+	K_PATH, K_STATE, K_HOST, K_DAEMON, K_TOKEN, K_RWAITERS,
+};
+static const enum col counter_cols[] = {
+	Z_REQUESTS, Z_GRANTS, Z_RECALLS, Z_LOSSES, Z_FENCED,
+};
 
 #define ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
 
@@ -126,7 +157,7 @@ static const enum col default_stat_cols[] = {
 enum sort_key { SORT_CONTENTIONS, SORT_WAIT, SORT_ACQUISITIONS };
 
 struct options {
-	bool waiters, json, raw, noheadings, stats, reset, list_columns;
+	bool waiters, json, raw, noheadings, stats, cluster, reset, list_columns;
 	double watch;           /* seconds between frames; 0 = once */
 	long long *pids;
 	size_t npids;
@@ -214,7 +245,10 @@ static void print_help(void)
 "      --path GLOB        only files whose path matches GLOB (fnmatch, '*'\n"
 "                         also matches '/'; may be repeated)\n"
 "      --watch[=SECS]     redraw every SECS seconds (default 1) until Ctrl-C\n"
-"  -s, --stats            contention statistics per file\n"
+"  -c, --cluster          cluster mode: each file's cluster lock, the daemon\n"
+"                         holding it, its fencing token, remote waiters\n"
+"  -s, --stats            contention statistics per file (and, in cluster\n"
+"                         mode, the daemon's cluster counters)\n"
 "      --top N            with --stats: the N busiest files (default %d, 0 = all)\n"
 "      --sort KEY         with --stats: order by contentions (default), wait\n"
 "                         (total wait time) or acquisitions\n"
@@ -226,18 +260,40 @@ static void print_help(void)
 "errors. See lockstat(1).\n", prog, DEFAULT_TOP);
 }
 
+static void list_view(enum view v)
+{
+	for (int i = 0; i < NCOLS; i++)
+		if (columns[i].view == v)
+			printf("  %-15s %s\n", columns[i].name, columns[i].help);
+}
+
 static void list_columns(void)
 {
 	printf("Lock table columns (default: PATH MODE STATE PID TID COMMAND USER HELD WAITERS;\n"
 	       "-w adds WANTS WAITED BLOCKER ORIGIN FLAGS):\n");
-	for (int i = 0; i < NCOLS; i++)
-		if (!columns[i].stats)
-			printf("  %-15s %s\n", columns[i].name, columns[i].help);
+	list_view(V_LOCKS);
 	printf("\nStatistics columns (--stats; default: all but MOUNT WAITS EINTR CALM-LEARNED\n"
 	       "ADVISORY-PASSES):\n");
-	for (int i = 0; i < NCOLS; i++)
-		if (columns[i].stats)
-			printf("  %-15s %s\n", columns[i].name, columns[i].help);
+	list_view(V_STATS);
+	printf("\nCluster columns (--cluster; default: all but MOUNT):\n");
+	list_view(V_CLUSTER);
+	printf("\nCluster counters (shown by --stats in cluster mode, below the statistics):\n");
+	list_view(V_COUNTERS);
+}
+
+static enum view view_of(const struct options *o)
+{
+	return o->stats ? V_STATS : o->cluster ? V_CLUSTER : V_LOCKS;
+}
+
+static const char *view_option(enum view v)
+{
+	switch (v) {
+	case V_STATS: return "with --stats";
+	case V_CLUSTER: return "with --cluster";
+	case V_COUNTERS: return "as --stats's cluster counters, which are not chosen with -o";
+	default: return "without --stats or --cluster";
+	}
 }
 
 static bool parse_ll(const char *s, long long min, long long max, long long *out)
@@ -287,6 +343,9 @@ static void set_columns(struct options *o)
 	if (o->stats) {
 		def = default_stat_cols;
 		ndef = ARRAY_LEN(default_stat_cols);
+	} else if (o->cluster) {
+		def = default_cluster_cols;
+		ndef = ARRAY_LEN(default_cluster_cols);
 	} else if (o->waiters) {
 		def = default_waiter_cols;
 		ndef = ARRAY_LEN(default_waiter_cols);
@@ -309,13 +368,13 @@ static void set_columns(struct options *o)
 		int found = -1;
 
 		for (int i = 0; i < NCOLS; i++)
-			if (columns[i].stats == o->stats && strcasecmp(tok, columns[i].name) == 0)
+			if (columns[i].view == view_of(o) && strcasecmp(tok, columns[i].name) == 0)
 				found = i;
 		if (found < 0) {
 			for (int i = 0; i < NCOLS; i++)
 				if (strcasecmp(tok, columns[i].name) == 0)
 					usage_error("column '%s' is only shown %s", tok,
-						    o->stats ? "without --stats" : "with --stats");
+						    view_option(columns[i].view));
 			usage_error("unknown column '%s' (see --list-columns)", tok);
 		}
 		add_col(o, (enum col)found);
@@ -341,6 +400,7 @@ static void parse_options(int argc, char **argv, struct options *o)
 		{ "path", required_argument, NULL, OPT_PATH },
 		{ "watch", optional_argument, NULL, OPT_WATCH },
 		{ "stats", no_argument, NULL, 's' },
+		{ "cluster", no_argument, NULL, 'c' },
 		{ "top", required_argument, NULL, OPT_TOP },
 		{ "sort", required_argument, NULL, OPT_SORT },
 		{ "reset", no_argument, NULL, OPT_RESET },
@@ -353,7 +413,7 @@ static void parse_options(int argc, char **argv, struct options *o)
 	memset(o, 0, sizeof(*o));
 	o->top = DEFAULT_TOP;
 	opterr = 0;
-	while ((c = getopt_long(argc, argv, ":wo:Jrnp:shV", longopts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, ":wo:Jrnp:schV", longopts, NULL)) != -1) {
 		switch (c) {
 		case 'w': o->waiters = true; break;
 		case 'o': o->output = optarg; break;
@@ -381,6 +441,7 @@ static void parse_options(int argc, char **argv, struct options *o)
 			break;
 		}
 		case 's': o->stats = true; break;
+		case 'c': o->cluster = true; break;
 		case OPT_TOP: {
 			long long v;
 
@@ -432,6 +493,9 @@ static void parse_options(int argc, char **argv, struct options *o)
 		usage_error("--reset cannot be combined with --watch");
 	if (o->stats && o->waiters)
 		usage_error("--waiters does not apply to --stats");
+	if (o->cluster && (o->stats || o->waiters))
+		usage_error("--cluster is a view of its own: not with --%s (--stats shows the "
+			    "cluster counters)", o->stats ? "stats" : "waiters");
 	set_columns(o);
 }
 
@@ -895,6 +959,57 @@ static const char *stat_cell(enum col c, const struct srow *r, char *b, size_t n
 	}
 }
 
+static const char *cluster_state_text(enum ctl_cluster_state st)
+{
+	switch (st) {
+	case CTL_CL_ACQUIRING: return "acquiring";
+	case CTL_CL_CACHED: return "cached";
+	case CTL_CL_HELD: return "held";
+	case CTL_CL_RECALLED: return "recalled";
+	case CTL_CL_HANDING_OVER: return "handing-over";
+	case CTL_CL_LOST: return "lost";
+	default: return "remote";
+	}
+}
+
+/* A row of the --cluster table. */
+struct krow {
+	const struct target *t;
+	size_t ti;
+	const struct ctl_cluster *k;
+};
+
+static const char *cluster_cell(enum col c, const struct krow *r, char *b, size_t n)
+{
+	const struct ctl_cluster *k = r->k;
+
+	switch (c) {
+	case K_MOUNT: return r->t->root;
+	case K_PATH: return file_text(&k->file, b, n);
+	case K_STATE: return cluster_state_text(k->state);
+	case K_HOST: return k->host[0] ? k->host : "-";
+	case K_DAEMON: fmt_num(k->daemon_pid, b, n); return b;
+	case K_TOKEN: fmt_num(k->token, b, n); return b;
+	case K_RWAITERS: fmt_num(k->remote_waiters, b, n); return b;
+	default: return "?";
+	}
+}
+
+static const char *counter_cell(enum col c, const struct target *t, char *b, size_t n)
+{
+	const struct ctl_cluster_stats *st = &t->r.cluster_stats;
+
+	switch (c) {
+	case Z_MOUNT: return t->root;
+	case Z_REQUESTS: fmt_num(st->requests, b, n); return b;
+	case Z_GRANTS: fmt_num(st->grants, b, n); return b;
+	case Z_RECALLS: fmt_num(st->recalls, b, n); return b;
+	case Z_LOSSES: fmt_num(st->losses, b, n); return b;
+	case Z_FENCED: fmt_num(st->fenced_writes, b, n); return b;
+	default: return "?";
+	}
+}
+
 /* Makes a cell safe for a terminal: control bytes (and in raw mode also
  * spaces and backslashes, which separate and escape there) become \xHH. */
 static char *cell_escape(const char *s, bool raw)
@@ -1121,6 +1236,74 @@ static size_t pick_rows(const struct options *o, const struct target *ts, size_t
 	return n;
 }
 
+static int cmp_krow(const void *pa, const void *pb)
+{
+	const struct krow *a = pa, *b = pb;
+
+	if (a->ti != b->ti)
+		return a->ti < b->ti ? -1 : 1;
+	return cmp_file(&a->k->file, &b->k->file);
+}
+
+/* The --cluster rows of all targets, in display order. */
+static size_t pick_cluster(const struct options *o, const struct target *ts, size_t nt,
+			   struct krow **out)
+{
+	struct krow *rows = NULL;
+	size_t n = 0;
+
+	for (size_t ti = 0; ti < nt; ti++) {
+		const struct ctl_reply *r = &ts[ti].r;
+
+		if (!ts[ti].ok)
+			continue;
+		for (size_t i = 0; i < r->nclusters; i++) {
+			const struct ctl_cluster *k = &r->clusters[i];
+
+			if (!pid_ok(o, k->daemon_pid) || !path_ok(o, &k->file))
+				continue;
+			rows = xrealloc(rows, (n + 1) * sizeof(*rows));
+			rows[n++] = (struct krow){ &ts[ti], ti, k };
+		}
+	}
+	if (n)
+		qsort(rows, n, sizeof(*rows), cmp_krow);
+	*out = rows;
+	return n;
+}
+
+/* Below --stats's table: the cluster counters of each daemon in cluster
+ * mode, a small table of its own (nothing without cluster mode). */
+static void render_counters(FILE *out, const struct options *o, const struct target *ts,
+			    size_t nt)
+{
+	enum col cols[ARRAY_LEN(counter_cols) + 1];
+	struct table tb = { 0 };
+	size_t nc = 0;
+	char buf[64];
+
+	if (o->mount_col)
+		cols[nc++] = Z_MOUNT;
+	for (size_t i = 0; i < ARRAY_LEN(counter_cols); i++)
+		cols[nc++] = counter_cols[i];
+	tb.cols = cols;
+	tb.ncols = nc;
+	for (size_t ti = 0; ti < nt; ti++) {
+		if (!ts[ti].ok || !ts[ti].r.have_cluster_stats)
+			continue;
+		tb.cells = xrealloc(tb.cells, (tb.nrows + 1) * nc * sizeof(char *));
+		for (size_t c = 0; c < nc; c++)
+			tb.cells[tb.nrows * nc + c] =
+				cell_escape(counter_cell(cols[c], &ts[ti], buf, sizeof(buf)), o->raw);
+		tb.nrows++;
+	}
+	if (tb.nrows) {
+		fputc('\n', out);
+		table_print(out, &tb, o);
+	}
+	table_free(&tb);
+}
+
 static void render_table(FILE *out, const struct options *o, const struct target *ts, size_t nt)
 {
 	enum col cols[NCOLS * 2 + 1];
@@ -1129,7 +1312,7 @@ static void render_table(FILE *out, const struct options *o, const struct target
 	char buf[64];
 
 	if (o->mount_col)
-		cols[nc++] = o->stats ? S_MOUNT : C_MOUNT;
+		cols[nc++] = o->stats ? S_MOUNT : o->cluster ? K_MOUNT : C_MOUNT;
 	for (size_t i = 0; i < o->ncols; i++)
 		cols[nc++] = o->cols[i];
 	tb.cols = cols;
@@ -1153,6 +1336,16 @@ static void render_table(FILE *out, const struct options *o, const struct target
 			}
 			free(v);
 		}
+	} else if (o->cluster) {
+		struct krow *rows;
+		size_t n = pick_cluster(o, ts, nt, &rows);
+
+		tb.cells = xrealloc(NULL, n * nc * sizeof(char *));
+		for (size_t i = 0; i < n; i++, tb.nrows++)
+			for (size_t c = 0; c < nc; c++)
+				tb.cells[i * nc + c] =
+					cell_escape(cluster_cell(cols[c], &rows[i], buf, sizeof(buf)), o->raw);
+		free(rows);
 	} else {
 		struct row *rows;
 		size_t n = pick_rows(o, ts, nt, o->waiters, &rows);
@@ -1166,6 +1359,8 @@ static void render_table(FILE *out, const struct options *o, const struct target
 	}
 	table_print(out, &tb, o);
 	table_free(&tb);
+	if (o->stats)
+		render_counters(out, o, ts, nt);
 }
 
 /* ---- JSON output --------------------------------------------------------- */
@@ -1256,6 +1451,42 @@ static void jowner(FILE *out, const struct ctl_owner *ow)
 	jkey(out, "user", false); jstr(out, ow->uid == CTL_UNKNOWN ? NULL : user);
 }
 
+/* The "cluster" object of a target in cluster mode (absent otherwise). */
+static void json_cluster(FILE *out, const struct options *o, const struct target *t)
+{
+	const struct ctl_cluster_stats *st = &t->r.cluster_stats;
+	struct krow *rows;
+	size_t n = pick_cluster(o, t, 1, &rows);
+
+	fputs(",\n   \"cluster\": {", out);
+	jkey(out, "spec", true); jstr(out, t->r.cluster);
+	fputs(", \"locks\": [", out);
+	for (size_t i = 0; i < n; i++) {
+		const struct ctl_cluster *k = rows[i].k;
+
+		fprintf(out, "%s\n     {", i ? "," : "");
+		jkey(out, "path", true); jstr(out, k->file.path);
+		jkey(out, "state", false); jstr(out, cluster_state_text(k->state));
+		jkey(out, "host", false); jstr(out, k->host[0] ? k->host : NULL);
+		jkey(out, "daemon_pid", false); jnum(out, k->daemon_pid);
+		jkey(out, "token", false); jnum(out, k->token);
+		jkey(out, "remote_waiters", false); jnum(out, k->remote_waiters);
+		fputc('}', out);
+	}
+	fputs(n ? "\n   ]" : "]", out);
+	free(rows);
+	if (o->stats && t->r.have_cluster_stats) {
+		fputs(", \"stats\": {", out);
+		jkey(out, "requests", true); jnum(out, st->requests);
+		jkey(out, "grants", false); jnum(out, st->grants);
+		jkey(out, "recalls", false); jnum(out, st->recalls);
+		jkey(out, "losses", false); jnum(out, st->losses);
+		jkey(out, "fenced_writes", false); jnum(out, st->fenced_writes);
+		fputc('}', out);
+	}
+	fputc('}', out);
+}
+
 static void render_json(FILE *out, const struct options *o, const struct target *ts, size_t nt)
 {
 	bool first_t = true;
@@ -1342,6 +1573,8 @@ static void render_json(FILE *out, const struct options *o, const struct target 
 			fputc('}', out);
 		}
 		fputs(first ? "]" : "\n   ]", out);
+		if (r->cluster)
+			json_cluster(out, o, t);
 
 		if (o->stats) {
 			const struct ctl_stat **v;

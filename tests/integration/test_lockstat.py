@@ -893,9 +893,10 @@ class TestControlFile(LockstatCase):
             lines = text.splitlines()
             self.assertEqual(lines[0], "lockfs-control 1")
             self.assertEqual(lines[1].split("\t")[:4], ["mount", m.mnt, m.src, str(m.pid)])
-            self.assertEqual(lines[-1], "end\t0\t0\t0\t0")
-            # The mount's long_read, reader_wait and calm_after (defaults).
-            self.assertEqual(lines[1].split("\t")[6:9], ["1000", "5000", "2000"])
+            self.assertEqual(lines[-1], "end\t0\t0\t0\t0\t0")
+            # The mount's long_read, reader_wait and calm_after (defaults),
+            # and no cluster.
+            self.assertEqual(lines[1].split("\t")[6:], ["1000", "5000", "2000", "-"])
             # Nothing of this reaches the source.
             self.assertFalse(os.path.exists(m.src_path(CONTROL)))
 

@@ -221,6 +221,9 @@ static void test_parse_good(void **state)
 	assert_int_equal(r.stats[0].advisory_passes, CTL_UNKNOWN);
 	assert_int_equal(r.nfileinfos, 0);
 	assert_null(r.fileinfos);
+	assert_null(r.cluster);
+	assert_int_equal(r.nclusters, 0);
+	assert_false(r.have_cluster_stats);
 	ctl_reply_free(&r);
 }
 
@@ -228,7 +231,7 @@ static void test_parse_good(void **state)
  * intent, program joins, long and broken reads, calm and advisory files. */
 static const char new_reply[] =
 	"lockfs-control 1\n"
-	"mount\t/m\t/s\t7\t250\t0\t300\t5000\t2000\tfuture\n"
+	"mount\t/m\t/s\t7\t250\t0\t300\t5000\t2000\t-\tfuture\n"
 	"lock\t/u\texclusive\theld\t1\t1\tcat\t0\t5\t-\t0\t1\tupdate\tnormal\t-\n"
 	"lock\t/u\tshared\theld\t2\t2\ttail\t0\t5\t-\t0\t1\tshared\tlong\t-\tfuture\n"
 	"lock\t/r\texclusive\tlease\t3\t3\tsh\t0\t5\t100\t1\t0\tupdate\tbroken\tinherited\n"
@@ -241,7 +244,7 @@ static const char new_reply[] =
 	"file\t/r\t-\t7\n"
 	"stat\t/u\t1\t2\t3\t4\t5\t6\t7\t8\t9\t10\t11\t12\t13\t14\t15\t16\t17\t18\t19\tfuture\n"
 	"stat\t/r\t1\t2\t3\t4\t5\t6\t7\t8\t9\t10\t11\t12\t13\t14\t15\t16\n"
-	"end\t5\t2\t2\t3\tfuture\n";
+	"end\t5\t2\t2\t3\t0\tfuture\n";
 
 static void test_parse_new_fields(void **state)
 {
@@ -255,6 +258,10 @@ static void test_parse_new_fields(void **state)
 	assert_int_equal(r.long_read_ms, 300);
 	assert_int_equal(r.reader_wait_ms, 5000);
 	assert_int_equal(r.calm_after_ms, 2000);
+	/* CLUSTER "-": not in cluster mode. */
+	assert_null(r.cluster);
+	assert_int_equal(r.nclusters, 0);
+	assert_false(r.have_cluster_stats);
 
 	assert_int_equal(r.nlocks, 5);
 	/* MODE says exclusive, CLASS update: update wins. */
@@ -310,13 +317,73 @@ static void test_parse_new_fields(void **state)
 	ctl_reply_free(&r);
 }
 
+/* Cluster mode: the mount's CLUSTER, cluster records (the other hosts'
+ * pseudo-owner holds /c locally: its lock record has no pid) and the
+ * clusterstat record, each with a field from a later daemon. */
+static const char cluster_reply[] =
+	"lockfs-control 1\n"
+	"mount\t/m\t/s\t7\t250\t0\t300\t5000\t2000\tzk1:2181+zk2:2181/lockfs\\x01\tfuture\n"
+	"lock\t/c\texclusive\theld\t-\t-\t\t-\t5\t-\t0\t1\texclusive\tnormal\t-\n"
+	"cluster\t/c\tremote\t4294967312\t-\thost\\tb\t4242\tfuture\n"
+	"cluster\t/h\theld\t17\t2\thost-a\t77\n"
+	"cluster\t?00000000000000ab\tcached\t9\t0\thost-a\t77\n"
+	"cluster\t/q\tacquiring\t-\t0\t\t-\n"
+	"cluster\t/r\trecalled\t1\t1\th\t1\n"
+	"cluster\t/o\thanding-over\t1\t1\th\t1\n"
+	"cluster\t/l\tlost\t1\t1\th\t1\n"
+	"clusterstat\t100\t5\t4\t1\t2\tfuture\n"
+	"end\t1\t0\t0\t0\t7\tfuture\n";
+
+static void test_parse_cluster(void **state)
+{
+	static const enum ctl_cluster_state states[] = {
+		CTL_CL_REMOTE, CTL_CL_HELD, CTL_CL_CACHED, CTL_CL_ACQUIRING, CTL_CL_RECALLED,
+		CTL_CL_HANDING_OVER, CTL_CL_LOST,
+	};
+	struct ctl_reply r;
+	char err[256];
+
+	(void)state;
+	if (ctl_parse_reply(cluster_reply, strlen(cluster_reply), &r, err, sizeof(err)) != 0)
+		fail_msg("does not parse: %s", err);
+	assert_string_equal(r.cluster, "zk1:2181+zk2:2181/lockfs\x01");
+	assert_int_equal(r.nlocks, 1);
+	assert_int_equal(r.locks[0].owner.pid, CTL_UNKNOWN);
+	assert_int_equal(r.nclusters, 7);
+	for (size_t i = 0; i < 7; i++)
+		assert_int_equal(r.clusters[i].state, states[i]);
+	assert_string_equal(r.clusters[0].file.path, "c");
+	/* A token past 32 bits (a czxid carries the epoch in its top half). */
+	assert_true(r.clusters[0].token == 4294967312ll);
+	assert_int_equal(r.clusters[0].remote_waiters, CTL_UNKNOWN);
+	assert_string_equal(r.clusters[0].host, "host\tb");
+	assert_int_equal(r.clusters[0].daemon_pid, 4242);
+	assert_int_equal(r.clusters[1].token, 17);
+	assert_int_equal(r.clusters[1].remote_waiters, 2);
+	assert_string_equal(r.clusters[1].host, "host-a");
+	assert_int_equal(r.clusters[1].daemon_pid, 77);
+	assert_null(r.clusters[2].file.path);
+	assert_true(r.clusters[2].file.key == 0xab);
+	/* Holder not known yet. */
+	assert_int_equal(r.clusters[3].token, CTL_UNKNOWN);
+	assert_string_equal(r.clusters[3].host, "");
+	assert_int_equal(r.clusters[3].daemon_pid, CTL_UNKNOWN);
+	assert_true(r.have_cluster_stats);
+	assert_int_equal(r.cluster_stats.requests, 100);
+	assert_int_equal(r.cluster_stats.grants, 5);
+	assert_int_equal(r.cluster_stats.recalls, 4);
+	assert_int_equal(r.cluster_stats.losses, 1);
+	assert_int_equal(r.cluster_stats.fenced_writes, 2);
+	ctl_reply_free(&r);
+}
+
 /* Every proper prefix of a reply is detected as cut short. */
 static void test_parse_every_prefix_fails(void **state)
 {
-	const char *replies[] = { good_reply, new_reply };
+	const char *replies[] = { good_reply, new_reply, cluster_reply };
 
 	(void)state;
-	for (size_t k = 0; k < 2; k++) {
+	for (size_t k = 0; k < 3; k++) {
 		size_t n = strlen(replies[k]);
 
 		for (size_t len = 0; len < n; len++) {
@@ -329,6 +396,9 @@ static void test_parse_every_prefix_fails(void **state)
 			assert_int_equal(r.nlocks, 0);
 			assert_int_equal(r.nfileinfos, 0);
 			assert_int_equal(r.long_read_ms, CTL_UNKNOWN);
+			assert_int_equal(r.nclusters, 0);
+			assert_null(r.cluster);
+			assert_false(r.have_cluster_stats);
 			ctl_reply_free(&r);
 		}
 	}
@@ -418,6 +488,34 @@ static void test_parse_rejects(void **state)
 		   "end\t0\t0\t1\n", "number in stat");
 	expect_bad(HDR "stat\t/f\t1\t2\t3\t4\t5\t6\t7\t8\t9\t10\t11\t12\t13\t14\t15\t1\t2\t3\tx\n"
 		   "end\t0\t0\t1\n", "number in stat");
+	/* Cluster records and counters: as strict. */
+#define CL "cluster\t/f\theld\t5\t0\th\t1"
+	expect_bad(HDR CL "\nend\t0\t0\t0\t0\t0\n", "do not match");
+	expect_bad(HDR CL "\nend\t0\t0\t0\t0\t2\n", "do not match");
+	/* Cluster records, but an end record that does not count them. */
+	expect_bad(HDR CL "\nend\t0\t0\t0\t0\n", "do not match");
+	expect_bad(HDR CL "\nend\t0\t0\t0\n", "do not match");
+	expect_bad(HDR "end\t0\t0\t0\t0\t-\n", "bad end");
+	expect_bad(HDR "cluster\t/f\theld\t5\t0\th\nend\t0\t0\t0\t0\t1\n", "short cluster");
+	expect_bad(HDR "cluster\t/f\tcaching\t5\t0\th\t1\nend\t0\t0\t0\t0\t1\n",
+		   "cluster state");
+	expect_bad(HDR "cluster\t/f\tHeld\t5\t0\th\t1\nend\t0\t0\t0\t0\t1\n", "cluster state");
+	expect_bad(HDR "cluster\t/f\t\t5\t0\th\t1\nend\t0\t0\t0\t0\t1\n", "cluster state");
+	expect_bad(HDR "cluster\t/f\theld\t-5\t0\th\t1\nend\t0\t0\t0\t0\t1\n",
+		   "number in cluster");
+	expect_bad(HDR "cluster\t/f\theld\t5\tx\th\t1\nend\t0\t0\t0\t0\t1\n",
+		   "number in cluster");
+	expect_bad(HDR "cluster\t/f\theld\t5\t0\th\t\nend\t0\t0\t0\t0\t1\n",
+		   "number in cluster");
+	expect_bad(HDR "cluster\t/f\theld\t5\t0\th\\q\t1\nend\t0\t0\t0\t0\t1\n", "escape");
+	expect_bad(HDR "cluster\tf\theld\t5\t0\th\t1\nend\t0\t0\t0\t0\t1\n", "path");
+	expect_bad(HDR "clusterstat\t1\t2\t3\t4\nend\t0\t0\t0\n", "short clusterstat");
+	expect_bad(HDR "clusterstat\t1\t2\t3\t4\t-\nend\t0\t0\t0\n", "number in clusterstat");
+	expect_bad(HDR "clusterstat\t1\t2\t3\t4\t5\nclusterstat\t1\t2\t3\t4\t5\n"
+		   "end\t0\t0\t0\n", "second clusterstat");
+	expect_bad("lockfs-control 1\nmount\t/m\t/s\t1\t250\t0\t1\t2\t3\tzk\\q\nend\t0\t0\t0\n",
+		   "escape");
+#undef CL
 #undef LOCK12
 #undef SLOCK12
 	{
@@ -811,6 +909,38 @@ static int dsetup_v2(void **state)
 	return 0;
 }
 
+/* The mount's CLUSTER field, from -o cluster=, before the daemon joined
+ * (and without cluster mode: "-"). No cluster records, no clusterstat:
+ * those come from the cluster module, tested with a real ZooKeeper in
+ * tests/integration/test_cluster.py. */
+static void test_daemon_cluster_field(void **state)
+{
+	struct dfx *x = *state;
+	struct ctl_reply r;
+	char *raw;
+
+	ask_raw(x, "stats\n", &r, &raw);
+	assert_null(r.cluster);
+	assert_non_null(strstr(raw, "\t-\nend\t0\t0\t0\t0\t0\n"));
+	assert_null(strstr(raw, "cluster"));
+	free(raw);
+	ctl_reply_free(&r);
+
+	control_free(x->c);
+	x->cfg.cluster = "zk1:2181+zk2:2181/lock\tfs";
+	assert_int_equal(control_new(&x->c, x->l, resolve, &x->resolver_calls, &x->cfg), 0);
+	assert_int_equal(take(x->l, KEY_NAMED, 0, 0), 0);
+	ask_raw(x, "stats\n", &r, &raw);
+	assert_string_equal(r.cluster, "zk1:2181+zk2:2181/lock\tfs");
+	assert_non_null(strstr(raw, "\tzk1:2181+zk2:2181/lock\\tfs\n"));
+	assert_int_equal(r.nlocks, 1);
+	assert_int_equal(r.nclusters, 0);
+	assert_false(r.have_cluster_stats);
+	free(raw);
+	ctl_reply_free(&r);
+	x->cfg.cluster = NULL;
+}
+
 struct joiner {
 	struct locking *l;
 	int status;
@@ -989,6 +1119,7 @@ int main(void)
 		cmocka_unit_test(test_unescape_rejects),
 		cmocka_unit_test(test_parse_good),
 		cmocka_unit_test(test_parse_new_fields),
+		cmocka_unit_test(test_parse_cluster),
 		cmocka_unit_test(test_parse_every_prefix_fails),
 		cmocka_unit_test(test_parse_rejects),
 		cmocka_unit_test(test_parse_error_reply),
@@ -997,6 +1128,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_daemon_paging_and_garbage, dsetup, dteardown),
 		cmocka_unit_test_setup_teardown(test_daemon_handles_left_open, dsetup, dteardown),
 		cmocka_unit_test_setup_teardown(test_daemon_v2_roundtrip, dsetup_v2, dteardown),
+		cmocka_unit_test_setup_teardown(test_daemon_cluster_field, dsetup, dteardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
