@@ -16,6 +16,7 @@ import unittest
 import harness
 from harness import PYTHON, LockfsTestCase, Mount
 from test_locks import Group, crashes, read_counter, run_group, workload, write_file
+from test_lockstat import OPEN, LockstatCase
 
 ZK_JAR = "/usr/share/java/zookeeper.jar"
 
@@ -427,6 +428,140 @@ class ClusterTests(LockfsTestCase):
         self.assertIn("ZooKeeper", r.stderr)
         self.assertLess(time.monotonic() - t0, 20)
         self.assertNotMounted(mnt)
+
+
+class ClusterLockstatTests(LockstatCase):
+    """lockstat on two mounts of one cluster (its own ZooKeeper, the
+    fixtures of ClusterTests)."""
+    TIMEOUT = ClusterTests.TIMEOUT
+    opts = ClusterTests.opts
+    two_mounts = ClusterTests.two_mounts
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.zk = ZooKeeper()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.zk.stop()
+        super().tearDownClass()
+
+    def lock_of(self, doc, path):
+        """The cluster record of path in a mount's JSON object, or None."""
+        found = [k for k in doc["cluster"]["locks"] if k["path"] == path]
+        self.assertLessEqual(len(found), 1, doc)
+        return found[0] if found else None
+
+    def wait_lock(self, m, path, pred, what, *args):
+        """Polls m's lockstat until path's cluster record satisfies pred."""
+        def ok(doc):
+            k = self.lock_of(doc, path)
+            return k is not None and pred(k)
+        return self.lock_of(self.poll(m, ok, what, *args), path)
+
+    def counters(self, m):
+        return self.mount_doc(m, "--stats")["cluster"]["stats"]
+
+    def test_holder_token_and_remote_waiters(self):
+        """The lock moves from a to b: each side shows which daemon holds it
+        (host and pid), in which state, with which fencing token (larger
+        after the move), and the daemon waiting behind the holder; the
+        counters count the recall and ZooKeeper's requests."""
+        src = self.make_tempdir()
+        write_file(os.path.join(src, "f.txt"), "0")
+        a, b = self.two_mounts(src, self.opts("lockstat"))
+        host = socket.gethostname()
+        for m in (a, b):
+            doc = self.mount_doc(m)
+            self.assertEqual(doc["cluster"]["spec"], "127.0.0.1:%d/lockstat" % self.zk.port)
+            self.assertEqual(doc["cluster"]["locks"], [])
+        start = {m: self.counters(m) for m in (a, b)}
+
+        # A program on a holds the file: a's daemon holds the cluster lock.
+        holder = self.hold(a, "f.txt")
+        ka = self.lock_of(self.mount_doc(a), "f.txt")
+        self.assertEqual((ka["state"], ka["host"], ka["daemon_pid"], ka["remote_waiters"]),
+                         ("held", host, a.pid, 0), ka)
+        t1 = ka["token"]
+        self.assertIsInstance(t1, int)
+        self.assertGreater(t1, 0)
+
+        # A program on b waits: b queues behind a, a is being recalled.
+        waiter = self.spawn(OPEN, "f.txt", "w", cwd=b.mnt)
+        ka = self.wait_lock(a, "f.txt", lambda k: k["remote_waiters"] == 1, "a remote waiter")
+        self.assertEqual((ka["state"], ka["daemon_pid"], ka["token"]), ("recalled", a.pid, t1))
+        kb = self.wait_lock(b, "f.txt", lambda k: k["daemon_pid"] == a.pid, "a as the holder")
+        self.assertEqual((kb["state"], kb["host"], kb["token"], kb["remote_waiters"]),
+                         ("acquiring", host, t1, 0), kb)
+        # The same in the table.
+        head, rows = self.table("--cluster", a.mnt)
+        self.assertEqual(head, ["PATH", "STATE", "HOST", "DAEMON", "TOKEN", "REMOTE-WAITERS"])
+        self.assertEqual(rows, [{"PATH": "f.txt", "STATE": "recalled", "HOST": host,
+                                 "DAEMON": str(a.pid), "TOKEN": str(t1), "REMOTE-WAITERS": "1"}])
+        print("\n[lockstat --cluster while b waits]\n" + self.ok("--cluster", a.mnt, b.mnt),
+              file=sys.stderr)
+
+        # a lets go: b gets the file under a larger token; once its program
+        # closed, b keeps the lock cached.
+        self.release(holder)
+        self.assertEqual(holder.wait(timeout=30), 0)
+        self.finish(waiter)
+        kb = self.wait_lock(b, "f.txt", lambda k: k["state"] == "cached", "the lock cached")
+        self.assertEqual((kb["host"], kb["daemon_pid"], kb["remote_waiters"]),
+                         (host, b.pid, 0), kb)
+        t2 = kb["token"]
+        self.assertGreater(t2, t1)
+        # a saw who took it; it follows the file no more.
+        ka = self.lock_of(self.mount_doc(a), "f.txt")
+        self.assertEqual((ka["state"], ka["host"], ka["daemon_pid"], ka["token"],
+                          ka["remote_waiters"]), ("remote", host, b.pid, t2, None), ka)
+
+        # The counters: a granted once and recalled once, b granted once.
+        end = {m: self.counters(m) for m in (a, b)}
+        delta = {m: {k: end[m][k] - start[m][k] for k in end[m]} for m in (a, b)}
+        self.assertEqual((delta[a]["grants"], delta[a]["recalls"], delta[a]["losses"]),
+                         (1, 1, 0), delta[a])
+        self.assertEqual((delta[b]["grants"], delta[b]["recalls"], delta[b]["losses"]),
+                         (1, 0, 0), delta[b])
+        self.assertEqual((end[a]["fenced_writes"], end[b]["fenced_writes"]), (0, 0))
+        # a: its create, listings, the read of b's znode, the delete; b
+        # the same but no delete.
+        self.assertGreaterEqual(delta[a]["requests"], 4, delta[a])
+        self.assertGreaterEqual(delta[b]["requests"], 3, delta[b])
+        out = self.ok("--stats", a.mnt, b.mnt)
+        self.assertIn("ZK-REQUESTS GRANTS RECALLS LOSSES FENCED-WRITES", out)
+        print("[lockstat --stats after the move]\n" + out, file=sys.stderr)
+        print("\n  ZooKeeper requests for one move, with pings: a %d, b %d"
+              % (delta[a]["requests"], delta[b]["requests"]), file=sys.stderr)
+
+    def test_lockstat_asks_zookeeper_nothing(self):
+        """lockstat reads what the daemon knows: with 30 files cached, ten
+        snapshots cost ZooKeeper no request beyond the session's pings."""
+        src = self.make_tempdir()
+        a, b = self.two_mounts(src, self.opts("quiet"))
+        for i in range(30):
+            write_file(os.path.join(a.mnt, "g%02d" % i), "x")
+        self.wait_lock(a, "g29", lambda k: k["state"] == "cached", "g29 cached")
+        self.assertEqual(len(self.mount_doc(a)["cluster"]["locks"]), 30)
+        before, t0 = self.counters(a)["requests"], time.monotonic()
+        for _ in range(10):
+            self.assertEqual(len(self.mount_doc(a, "--cluster")["cluster"]["locks"]), 30)
+        sent = self.counters(a)["requests"] - before
+        # A ping every sixth of the session timeout.
+        pings = (time.monotonic() - t0) / (self.TIMEOUT / 6) + 2
+        self.assertLessEqual(sent, pings, "lockstat made the daemon ask ZooKeeper")
+
+    def test_nothing_new_without_the_cluster(self):
+        """Without -o cluster, lockstat shows nothing of it."""
+        with Mount([]) as m:
+            write_file(m.path("f.txt"), "x")
+            holder = self.hold(m, "f.txt")
+            self.assertNotIn("cluster", self.mount_doc(m, "--stats"))
+            self.assertNotIn("ZK-REQUESTS", self.ok("--stats", m.mnt))
+            self.assertEqual(self.ok("--cluster", m.mnt).splitlines(),
+                             ["PATH STATE HOST DAEMON TOKEN REMOTE-WAITERS"])
+            self.release(holder)
 
 
 if __name__ == "__main__":
