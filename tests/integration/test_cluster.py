@@ -138,7 +138,9 @@ except OSError as e:
 """
 
 
-class ClusterTests(LockfsTestCase):
+class WithZooKeeper:
+    """A test class's own ZooKeeper, and mounts that join it (a mixin
+    before the TestCase base)."""
     TIMEOUT = 4      # -o cluster_timeout
 
     @classmethod
@@ -163,6 +165,9 @@ class ClusterTests(LockfsTestCase):
         b.start()
         self.addCleanup(b.close, False)
         return a, b
+
+
+class ClusterTests(WithZooKeeper, LockfsTestCase):
 
     def test_counters_exact_across_two_mounts(self):
         """5 seed counters x 100 on each mount = 1000, 4 shell loops x 25 on
@@ -430,22 +435,8 @@ class ClusterTests(LockfsTestCase):
         self.assertNotMounted(mnt)
 
 
-class ClusterLockstatTests(LockstatCase):
-    """lockstat on two mounts of one cluster (its own ZooKeeper, the
-    fixtures of ClusterTests)."""
-    TIMEOUT = ClusterTests.TIMEOUT
-    opts = ClusterTests.opts
-    two_mounts = ClusterTests.two_mounts
-
-    @classmethod
-    def setUpClass(cls):
-        super().setUpClass()
-        cls.zk = ZooKeeper()
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.zk.stop()
-        super().tearDownClass()
+class ClusterLockstatTests(WithZooKeeper, LockstatCase):
+    """lockstat on two mounts of one cluster."""
 
     def lock_of(self, doc, path):
         """The cluster record of path in a mount's JSON object, or None."""
