@@ -3,6 +3,7 @@ ZooKeeper session, stand for two hosts sharing a file system. The test
 starts its own standalone ZooKeeper on a free loopback port (Debian's
 zookeeper package and a JRE; skipped without them, failing under CI)."""
 import errno
+import json
 import os
 import signal
 import shutil
@@ -16,7 +17,7 @@ import unittest
 import harness
 from harness import PYTHON, LockfsTestCase, Mount
 from test_locks import Group, crashes, read_counter, run_group, workload, write_file
-from test_lockstat import OPEN, LockstatCase
+from test_lockstat import OPEN, LockstatCase, lockstat_bin
 
 ZK_JAR = "/usr/share/java/zookeeper.jar"
 
@@ -314,6 +315,14 @@ class ClusterTests(WithZooKeeper, LockfsTestCase):
         # The writer got the file once the stopped daemon's session was
         # gone: the session timeout, not the 20 s limit.
         self.assertLess(waited, 2 + 3)
+        # lockstat counts the loss and the refused write (Python's file
+        # may try its buffered write again at exit: at least one).
+        r = subprocess.run([lockstat_bin(), "-J", "--stats", a.mnt], capture_output=True,
+                           text=True, timeout=30)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        st = json.loads(r.stdout)["lockfs"][0]["cluster"]["stats"]
+        self.assertGreaterEqual(st["losses"], 1, st)
+        self.assertGreaterEqual(st["fenced_writes"], 1, st)
         # The mount that lost its lock recovers: it takes the file again.
         write_file(os.path.join(a.mnt, "f"), "A2")
         with open(os.path.join(b.mnt, "f")) as f:
