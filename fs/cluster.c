@@ -341,6 +341,11 @@ static void children_done(int rc, const struct String_vector *v, const void *dat
 	if (!heard(rq, rc))
 		return;
 	pthread_mutex_lock(&c->mu);
+	/* A failed listing leaves no watch, and if it was the request that
+	 * armed one (connection loss), none is armed: the next listing must
+	 * arm it again, or a holder or waiter never hears of the others. */
+	if (rc != ZOK)
+		cl->watching = false;
 	if (rc == ZOK) {
 		for (int32_t i = 0; i < v->count; i++) {
 			long long s = cluster_seq(v->data[i]);
@@ -384,7 +389,7 @@ static void children_done(int rc, const struct String_vector *v, const void *dat
 			e = CE_DELETED;
 			have_event = true;
 		}
-	} else if (cl->fsm.st == CL_ACQUIRING) {
+	} else if (cl->fsm.st == CL_ACQUIRING || cl->fsm.st == CL_HELD) {
 		cl->retry = true;
 	}
 	/* Wanted, no znode of ours in the listing and none being created:
@@ -864,7 +869,7 @@ static void *watchdog(void *arg)
 				continue;
 			if (st == CL_HANDING_OVER)
 				delete_node(v[i]);
-			else if (st == CL_ACQUIRING)
+			else if (st == CL_ACQUIRING || st == CL_HELD)
 				get_children(v[i]);
 			else if (st == CL_REMOTE)
 				step(v[i], CE_WANT);
