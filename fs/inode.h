@@ -217,7 +217,9 @@ bool inode_make_room(struct inode_table *t, int err);
  * the caller's identity: searching dirfd is its permission check. */
 int inode_lookup_at(struct inode_table *t, struct inode *parent, int dirfd,
 		    const char *name, struct stat *st, struct inode **out);
-/* The same for the inode open as fd (any access mode; not consumed). */
+/* The same for the inode open as fd (any access mode; not consumed): a
+ * known inode costs an fstat and a name_to_handle_at, a new one the O_PATH
+ * open of fd's own file too (the same file, so nothing is read twice). */
 int inode_lookup_fd(struct inode_table *t, struct inode *parent, const char *name,
 		    int fd, struct stat *st, struct inode **out);
 

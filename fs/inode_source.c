@@ -160,14 +160,16 @@ static int open_path(struct inode_table *t, int dirfd, const char *name)
 
 /* What inode_lookup_at and inode_lookup_fd share once st and (for a table
  * of handles) the handle are known: a known entry costs nothing more; a new
- * one gets an O_PATH descriptor, and its identity is read again from that
- * descriptor (the name may have changed hands since). */
+ * one gets an O_PATH descriptor. Opened by name, its identity is read again
+ * from that descriptor (the name may have changed hands since); opened
+ * from the descriptor fd itself (open_name NULL), it is the same file, and
+ * the st and handle in hand are its own. */
 static int lookup_known_or_open(struct inode_table *t, struct inode *parent, const char *name,
 				int dirfd, const char *open_name, struct stat *st,
-				const struct fhandle *fh, struct inode **out)
+				const struct fhandle *fh, int mnt_id, struct inode **out)
 {
 	struct inode *in, *dead = NULL, *went_stale = NULL;
-	int fd, close_fd = -1;
+	int fd, close_fd = -1, mnt = -1;
 
 	pthread_mutex_lock(&t->mu);
 	in = inode_known_locked(t, parent, name, st, fh, &dead, &went_stale, &close_fd);
@@ -181,6 +183,11 @@ static int lookup_known_or_open(struct inode_table *t, struct inode *parent, con
 	fd = open_path(t, dirfd, open_name);
 	if (fd < 0)
 		return fd;
+	if (!open_name) {
+		if (fh->len)
+			mnt = fh_mount_index(&t->mounts, mnt_id, fd);
+		return inode_lookup_common(t, parent, name, st, fh->len ? fh : NULL, mnt, fd, out);
+	}
 	if (fstat(fd, st) < 0) {
 		int rc = -errno;
 
@@ -194,7 +201,7 @@ int inode_lookup_at(struct inode_table *t, struct inode *parent, int dirfd,
 		    const char *name, struct stat *st, struct inode **out)
 {
 	struct fhandle fh = { .len = 0 };
-	int mnt_id, rc;
+	int mnt_id = -1, rc;
 
 	if (fstatat(dirfd, name, st, AT_SYMLINK_NOFOLLOW) < 0)
 		return -errno;
@@ -203,14 +210,14 @@ int inode_lookup_at(struct inode_table *t, struct inode *parent, int dirfd,
 		if (rc < 0 && rc != -EOPNOTSUPP)
 			return rc;
 	}
-	return lookup_known_or_open(t, parent, name, dirfd, name, st, &fh, out);
+	return lookup_known_or_open(t, parent, name, dirfd, name, st, &fh, mnt_id, out);
 }
 
 int inode_lookup_fd(struct inode_table *t, struct inode *parent, const char *name,
 		    int fd, struct stat *st, struct inode **out)
 {
 	struct fhandle fh = { .len = 0 };
-	int mnt_id, rc;
+	int mnt_id = -1, rc;
 
 	if (fstat(fd, st) < 0)
 		return -errno;
@@ -219,5 +226,5 @@ int inode_lookup_fd(struct inode_table *t, struct inode *parent, const char *nam
 		if (rc < 0 && rc != -EOPNOTSUPP)
 			return rc;
 	}
-	return lookup_known_or_open(t, parent, name, fd, NULL, st, &fh, out);
+	return lookup_known_or_open(t, parent, name, fd, NULL, st, &fh, mnt_id, out);
 }

@@ -249,19 +249,20 @@ struct fdinfo {
 	bool has_mnt_id, has_ino;
 };
 
-/* Reads /proc/PID/fdinfo/<name> relative to the fdinfo directory: one
- * openat(), one read(), one close(). 1 when read, 0 when the descriptor
+/* Reads /proc/PID/fdinfo/<name>, reached from the fd directory fd_dir (a
+ * descriptor number, so it fits): one openat(), one read(), one close(). 1 when read, 0 when the descriptor
  * was closed meanwhile, -errno when it cannot be read. */
-static int read_fdinfo(int infofd, const char *name, struct fdinfo *fi)
+static int read_fdinfo(int fd_dir, const char *name, struct fdinfo *fi)
 {
 	/* "pos", "flags", "mnt_id" and "ino" come first and take well under
 	 * 128 bytes; the kernel hands the whole text to one read(). */
-	char buf[256];
+	char buf[256], path[300];
 	ssize_t n;
 	int fd, err;
 
 	*fi = (struct fdinfo){ 0 };
-	fd = openat(infofd, name, O_RDONLY | O_CLOEXEC);
+	snprintf(path, sizeof(path), "../fdinfo/%s", name);
+	fd = openat(fd_dir, path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
 		return errno == ENOENT ? 0 : -errno;
 	n = read(fd, buf, sizeof(buf) - 1);
@@ -287,16 +288,23 @@ static int read_fdinfo(int infofd, const char *name, struct fdinfo *fi)
 	return 1;
 }
 
-/* Cost. Per call: open() and fstat() of /proc/PID/fd, getdents64() in
- * batches (glibc's 32 KiB buffer holds about a thousand entries), one
- * open() of /proc/PID/fdinfo on the first candidate, the close()s; and one
- * read of /proc/PID/mountinfo (open, a read per 16 KiB, close) only if some
+/* Directory entries of /proc/PID/fd read per getdents64(): each takes 24
+ * bytes for descriptor numbers below 100000, so one call lists more than
+ * FD_SCAN_MAX-sized tables (the caller's limit) whole. */
+#define FD_LIST_BUF 8192
+
+/* Cost. Per call: open() and fstat() of /proc/PID/fd, one getdents64() per
+ * FD_LIST_BUF of entries (a second, empty one only when the kernel gives no
+ * count, before 6.2, or the table grew meanwhile), the close(); and one read
+ * of /proc/PID/mountinfo (open, a read per 16 KiB, close) only if some
  * descriptor has the inode number and dev is known. Per descriptor: one
  * readlinkat() for sockets, pipes, anonymous inodes and the other pseudo
  * files (their link text does not start with '/'), and four for the rest
- * (readlinkat, then openat, read and close of its fdinfo). Without the
- * readlinkat() every descriptor would cost three; it pays off when most of
- * them are not files, as in servers, and costs one extra for files.
+ * (readlinkat, then openat, read and close of its fdinfo, reached from the
+ * fd directory as ../fdinfo/N so that no second directory is opened).
+ * Without the readlinkat() every descriptor would cost three; it pays off
+ * when most of them are not files, as in servers, and costs one extra for
+ * files.
  *
  * Kernels before 5.14 print no "ino:" in fdinfo: any descriptor of the
  * mount then counts as the file (all of them when dev is 0), so a lock
@@ -304,13 +312,12 @@ static int read_fdinfo(int infofd, const char *name, struct fdinfo *fi)
 bool procscan_has_fd_on(pid_t tgid, dev_t dev, ino_t ino, unsigned max_fds)
 {
 	struct mount_devs mounts = { .state = 1 };
-	char path[48];
-	struct dirent *de;
+	char path[48], buf[FD_LIST_BUF] __attribute__((aligned(8)));
+	unsigned long long count = 0;
 	struct stat st;
 	unsigned seen = 0;
-	bool found = false;
-	int dfd, infofd = -1;
-	DIR *d;
+	bool found = false, done = false;
+	int dfd;
 
 	snprintf(path, sizeof(path), "/proc/%d/fd", (int)tgid);
 	dfd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -318,64 +325,71 @@ bool procscan_has_fd_on(pid_t tgid, dev_t dev, ino_t ino, unsigned max_fds)
 		return errno != ENOENT; /* gone: nothing left open */
 	/* The kernel gives the descriptor count as the directory's size
 	 * (Linux >= 6.2; 0 before, where the count below takes over). */
-	if (fstat(dfd, &st) == 0 && (unsigned long long)st.st_size > max_fds) {
-		close(dfd);
-		return true;
+	if (fstat(dfd, &st) == 0) {
+		count = (unsigned long long)st.st_size;
+		if (count > max_fds) {
+			close(dfd);
+			return true;
+		}
 	}
-	d = fdopendir(dfd);
-	if (!d) {
-		close(dfd);
-		return true;
-	}
-	while (!found && (de = readdir(d)) != NULL) {
-		struct fdinfo fi;
-		char link[16];
-		ssize_t n;
-		int r;
+	while (!found && !done) {
+		ssize_t n = getdents64(dfd, buf, sizeof(buf));
 
-		if (de->d_name[0] == '.')
-			continue;
-		if (++seen > max_fds) {
-			found = true;
+		if (n < 0) {
+			found = errno != ENOENT;
 			break;
 		}
-		/* Only the first byte matters: files print an absolute path,
-		 * "socket:[N]", "pipe:[N]", "anon_inode:[...]", "net:[N]" and
-		 * the like do not. A short buffer truncates, it does not fail. */
-		n = readlinkat(dfd, de->d_name, link, sizeof(link));
-		if (n > 0 && link[0] != '/')
-			continue;
-		if (n < 0 && errno == ENOENT)
-			continue; /* closed meanwhile */
-		if (infofd < 0) {
-			snprintf(path, sizeof(path), "/proc/%d/fdinfo", (int)tgid);
-			infofd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-			if (infofd < 0) {
-				found = errno != ENOENT;
+		if (n == 0)
+			break;
+		for (ssize_t off = 0; off < n && !found;) {
+			struct dirent64 *de = (struct dirent64 *)(buf + off);
+			struct fdinfo fi;
+			char link[16];
+			ssize_t k;
+			int r;
+
+			off += de->d_reclen;
+			if (de->d_name[0] == '.')
+				continue;
+			if (++seen > max_fds) {
+				found = true;
 				break;
 			}
+			/* Only the first byte matters: files print an absolute
+			 * path, "socket:[N]", "pipe:[N]", "anon_inode:[...]",
+			 * "net:[N]" and the like do not. A short buffer
+			 * truncates, it does not fail. */
+			k = readlinkat(dfd, de->d_name, link, sizeof(link));
+			if (k > 0 && link[0] != '/')
+				continue;
+			if (k < 0 && errno == ENOENT)
+				continue; /* closed meanwhile */
+			r = read_fdinfo(dfd, de->d_name, &fi);
+			if (r == 0)
+				continue;
+			if (r < 0) {
+				found = true;
+				break;
+			}
+			if (fi.has_ino && fi.ino != (unsigned long long)ino)
+				continue;
+			if (dev == 0 || !fi.has_mnt_id) {
+				found = true;
+				break;
+			}
+			r = mount_on_dev(tgid, &mounts, fi.mnt_id, dev);
+			if (r < 0) {
+				done = true; /* gone */
+				break;
+			}
+			found = r > 0;
 		}
-		r = read_fdinfo(infofd, de->d_name, &fi);
-		if (r == 0)
-			continue;
-		if (r < 0) {
-			found = true;
-			break;
-		}
-		if (fi.has_ino && fi.ino != (unsigned long long)ino)
-			continue;
-		if (dev == 0 || !fi.has_mnt_id) {
-			found = true;
-			break;
-		}
-		r = mount_on_dev(tgid, &mounts, fi.mnt_id, dev);
-		if (r < 0)
-			break; /* gone */
-		found = r > 0;
+		/* Every descriptor the count announced was listed: the call
+		 * that would return nothing is spared. */
+		if (count > 0 && seen >= count)
+			done = true;
 	}
-	if (infofd >= 0)
-		close(infofd);
-	closedir(d);
+	close(dfd);
 	free(mounts.v);
 	return found;
 }
