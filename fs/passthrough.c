@@ -104,6 +104,10 @@ int passthrough_new(struct passthrough **out, const struct lockfs_config *cfg,
 	if (rc < 0)
 		log_warn("no file handles on the source (%s): each file the kernel knows keeps a descriptor open",
 			 strerror(-rc));
+	/* An eighth of the inode table's budget: 64 by default, enough for
+	 * the descriptors of the two programs that closed files last. */
+	if (procscan_probes_new(&pt->probes, cfg->fd_cache / 8) < 0)
+		pt->probes = NULL;
 	advisory_init();
 	*out = pt;
 	return 0;
@@ -133,6 +137,7 @@ void passthrough_free(struct passthrough *pt)
 	close_all_handles(pt);
 	control_free(pt->control);
 	inode_table_free(pt->inodes);
+	procscan_probes_free(pt->probes);
 	if (pt->proc_fd >= 0)
 		close(pt->proc_fd);
 	pthread_mutex_destroy(&pt->handles_mu);

@@ -19,6 +19,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -249,30 +250,10 @@ struct fdinfo {
 	bool has_mnt_id, has_ino;
 };
 
-/* Reads /proc/PID/fdinfo/<name>, reached from the fd directory fd_dir (a
- * descriptor number, so it fits): one openat(), one read(), one close(). 1 when read, 0 when the descriptor
- * was closed meanwhile, -errno when it cannot be read. */
-static int read_fdinfo(int fd_dir, const char *name, struct fdinfo *fi)
+/* Parses what fdinfo printed (NUL-terminated). */
+static void parse_fdinfo(char *buf, struct fdinfo *fi)
 {
-	/* "pos", "flags", "mnt_id" and "ino" come first and take well under
-	 * 128 bytes; the kernel hands the whole text to one read(). */
-	char buf[256], path[300];
-	ssize_t n;
-	int fd, err;
-
 	*fi = (struct fdinfo){ 0 };
-	snprintf(path, sizeof(path), "../fdinfo/%s", name);
-	fd = openat(fd_dir, path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return errno == ENOENT ? 0 : -errno;
-	n = read(fd, buf, sizeof(buf) - 1);
-	err = errno;
-	close(fd);
-	if (n < 0)
-		return err == ENOENT ? 0 : -err;
-	if (n == 0)
-		return 0;
-	buf[n] = '\0';
 	for (char *p = buf; p; p = strchr(p, '\n')) {
 		if (*p == '\n')
 			p++;
@@ -285,7 +266,63 @@ static int read_fdinfo(int fd_dir, const char *name, struct fdinfo *fi)
 			break;
 		}
 	}
+}
+
+/* "pos", "flags", "mnt_id" and "ino" come first and take well under 128
+ * bytes; the kernel hands the whole text to one read(). */
+#define FDINFO_BUF 256
+
+/* Opens /proc/PID/fdinfo/<name>, reached from the fd directory fd_dir. */
+static int open_fdinfo(int fd_dir, const char *name)
+{
+	char path[300];
+
+	snprintf(path, sizeof(path), "../fdinfo/%s", name);
+	return openat(fd_dir, path, O_RDONLY | O_CLOEXEC);
+}
+
+/* Reads an open fdinfo from its start: 1 when read, 0 when the descriptor
+ * it names is closed (meanwhile, or the process is gone), -errno when it
+ * cannot be read. */
+static int pread_fdinfo(int fd, struct fdinfo *fi)
+{
+	char buf[FDINFO_BUF];
+	ssize_t n = pread(fd, buf, sizeof(buf) - 1, 0);
+
+	*fi = (struct fdinfo){ 0 };
+	if (n < 0)
+		return errno == ENOENT || errno == ESRCH ? 0 : -errno;
+	if (n == 0)
+		return 0;
+	buf[n] = '\0';
+	parse_fdinfo(buf, fi);
 	return 1;
+}
+
+/* Reads /proc/PID/fdinfo/<name> once: one openat(), one read(), one
+ * close(). What pread_fdinfo returns. */
+static int read_fdinfo(int fd_dir, const char *name, struct fdinfo *fi)
+{
+	int fd = open_fdinfo(fd_dir, name), r;
+
+	*fi = (struct fdinfo){ 0 };
+	if (fd < 0)
+		return errno == ENOENT ? 0 : -errno;
+	r = pread_fdinfo(fd, fi);
+	close(fd);
+	return r;
+}
+
+/* Whether a descriptor whose fdinfo said fi is on (dev, ino): 1 yes, 0 no,
+ * -ENOENT when the process is gone. */
+static int fdinfo_on(pid_t tgid, struct mount_devs *mounts, const struct fdinfo *fi,
+		     dev_t dev, ino_t ino)
+{
+	if (fi->has_ino && fi->ino != (unsigned long long)ino)
+		return 0;
+	if (dev == 0 || !fi->has_mnt_id)
+		return 1;
+	return mount_on_dev(tgid, mounts, fi->mnt_id, dev);
 }
 
 /* Directory entries of /proc/PID/fd read per getdents64(): each takes 24
@@ -371,13 +408,7 @@ bool procscan_has_fd_on(pid_t tgid, dev_t dev, ino_t ino, unsigned max_fds)
 				found = true;
 				break;
 			}
-			if (fi.has_ino && fi.ino != (unsigned long long)ino)
-				continue;
-			if (dev == 0 || !fi.has_mnt_id) {
-				found = true;
-				break;
-			}
-			r = mount_on_dev(tgid, &mounts, fi.mnt_id, dev);
+			r = fdinfo_on(tgid, &mounts, &fi, dev, ino);
 			if (r < 0) {
 				done = true; /* gone */
 				break;
@@ -392,6 +423,277 @@ bool procscan_has_fd_on(pid_t tgid, dev_t dev, ino_t ino, unsigned max_fds)
 	close(dfd);
 	free(mounts.v);
 	return found;
+}
+
+/* ---- probes kept between calls -------------------------------------------- */
+
+/* Processes whose probes are kept, and processes remembered as asked about
+ * once (a process that closes one file, like cat, never gets probes). */
+#define PROBE_PROCS 2
+#define PROBE_SEEN 8
+
+struct probe_slot {
+	int num;                /* the descriptor number in the process */
+	int fd;                 /* its /proc/PID/fdinfo/N */
+	unsigned listed;        /* the scan that last listed num */
+};
+
+struct probe_proc {
+	pid_t tgid;             /* 0: unused */
+	bool busy;              /* a scan has it (outside the mutex) */
+	int dir;                /* /proc/PID/fd, -1 until opened */
+	unsigned nslots, scan;
+	uint64_t used;          /* for least-recently-used reuse */
+	struct probe_slot *slots;   /* cap of them */
+};
+
+struct procscan_probes {
+	pthread_mutex_t mu;     /* protects everything below */
+	unsigned cap;           /* slots per process; 0: keeping is off */
+	uint64_t clock;
+	pid_t seen[PROBE_SEEN];
+	unsigned seen_next;
+	struct probe_proc procs[PROBE_PROCS];
+};
+
+int procscan_probes_new(struct procscan_probes **out, unsigned max_probe_fds)
+{
+	struct procscan_probes *p = calloc(1, sizeof(*p));
+
+	if (!p)
+		return -ENOMEM;
+	pthread_mutex_init(&p->mu, NULL);
+	/* Each process kept also holds its fd directory. */
+	p->cap = max_probe_fds >= 16 ? max_probe_fds / PROBE_PROCS - 1 : 0;
+	for (unsigned i = 0; i < PROBE_PROCS && p->cap; i++) {
+		p->procs[i].dir = -1;
+		p->procs[i].slots = calloc(p->cap, sizeof(struct probe_slot));
+		if (!p->procs[i].slots) {
+			procscan_probes_free(p);
+			return -ENOMEM;
+		}
+	}
+	*out = p;
+	return 0;
+}
+
+/* Closes what a record holds and empties it. */
+static void probe_proc_clear(struct probe_proc *pp)
+{
+	for (unsigned i = 0; i < pp->nslots; i++)
+		close(pp->slots[i].fd);
+	if (pp->dir >= 0)
+		close(pp->dir);
+	pp->dir = -1;
+	pp->nslots = 0;
+	pp->tgid = 0;
+}
+
+void procscan_probes_free(struct procscan_probes *p)
+{
+	if (!p)
+		return;
+	for (unsigned i = 0; i < PROBE_PROCS; i++) {
+		if (p->procs[i].slots)
+			probe_proc_clear(&p->procs[i]);
+		free(p->procs[i].slots);
+	}
+	pthread_mutex_destroy(&p->mu);
+	free(p);
+}
+
+/* The record for tgid, taken (busy) for the caller; NULL when the process
+ * was not asked about before, or its record is in use. A record reused for
+ * another process is emptied after the mutex is dropped: taken (busy), it
+ * belongs to the caller alone. */
+static struct probe_proc *probe_take(struct procscan_probes *p, pid_t tgid)
+{
+	struct probe_proc *pp = NULL, *victim = NULL;
+	bool seen = false;
+
+	pthread_mutex_lock(&p->mu);
+	for (unsigned i = 0; i < PROBE_PROCS; i++) {
+		struct probe_proc *c = &p->procs[i];
+
+		if (c->tgid == tgid) {
+			pp = c->busy ? NULL : c;
+			if (pp)
+				pp->busy = true;
+			pthread_mutex_unlock(&p->mu);
+			return pp;
+		}
+		if (!c->busy && (!victim || c->used < victim->used))
+			victim = c;
+	}
+	for (unsigned i = 0; i < PROBE_SEEN; i++)
+		seen |= p->seen[i] == tgid;
+	if (!seen) {
+		p->seen[p->seen_next++ % PROBE_SEEN] = tgid;
+		victim = NULL;
+	}
+	if (victim) {
+		victim->busy = true;
+		victim->used = ++p->clock;
+	}
+	pthread_mutex_unlock(&p->mu);
+	if (victim) {
+		/* Busy: nobody else touches it while it is emptied. */
+		probe_proc_clear(victim);
+		victim->tgid = tgid;
+	}
+	return victim;
+}
+
+static void probe_give_back(struct procscan_probes *p, struct probe_proc *pp, bool drop)
+{
+	if (drop)
+		probe_proc_clear(pp);
+	pthread_mutex_lock(&p->mu);
+	pp->busy = false;
+	pp->used = ++p->clock;
+	pthread_mutex_unlock(&p->mu);
+}
+
+/* The slot kept for descriptor num, made when there is room (taking that of
+ * a descriptor no longer listed); NULL when there is none or its fdinfo
+ * cannot be opened (*err then says why, 0 for "closed meanwhile"). */
+static struct probe_slot *probe_slot(struct probe_proc *pp, unsigned cap, int num,
+				     const char *name, int *err)
+{
+	struct probe_slot *sl = NULL;
+	int fd;
+
+	*err = 0;
+	for (unsigned i = 0; i < pp->nslots; i++) {
+		if (pp->slots[i].num == num) {
+			pp->slots[i].listed = pp->scan;
+			return &pp->slots[i];
+		}
+		/* A number listed by the last scan may come further on in
+		 * this one: only older ones give up their slot. */
+		if (!sl && pp->slots[i].listed + 1 < pp->scan)
+			sl = &pp->slots[i];
+	}
+	if (pp->nslots < cap)
+		sl = &pp->slots[pp->nslots];
+	if (!sl) {
+		*err = -ENOSPC;
+		return NULL;
+	}
+	fd = open_fdinfo(pp->dir, name);
+	if (fd < 0) {
+		*err = errno == ENOENT ? 0 : -errno;
+		return NULL;
+	}
+	if (sl == &pp->slots[pp->nslots])
+		pp->nslots++;
+	else
+		close(sl->fd);
+	sl->num = num;
+	sl->fd = fd;
+	sl->listed = pp->scan;
+	return sl;
+}
+
+enum probe_result { PROBE_NO, PROBE_YES, PROBE_GONE, PROBE_ASK_AGAIN };
+
+/* procscan_has_fd_on with the record's descriptors. Every descriptor is
+ * read through its fdinfo, without the readlinkat() that sorts out pseudo
+ * files first: fdinfo prints their inode number too, and only one that
+ * matches (a pipe or socket numbered like the file) is looked at again. */
+static enum probe_result probe_scan(struct probe_proc *pp, unsigned cap, pid_t tgid,
+				    dev_t dev, ino_t ino, unsigned max_fds)
+{
+	struct mount_devs mounts = { .state = 1 };
+	char buf[FD_LIST_BUF] __attribute__((aligned(8)));
+	enum probe_result res = PROBE_NO;
+	unsigned long long count = 0;
+	unsigned seen = 0;
+	struct stat st;
+	bool done = false;
+
+	if (pp->dir < 0) {
+		char path[48];
+
+		snprintf(path, sizeof(path), "/proc/%d/fd", (int)tgid);
+		pp->dir = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		if (pp->dir < 0)
+			return errno == ENOENT ? PROBE_GONE : PROBE_ASK_AGAIN;
+	} else if (lseek(pp->dir, 0, SEEK_SET) < 0) {
+		return PROBE_ASK_AGAIN;
+	}
+	pp->scan++;
+	if (fstat(pp->dir, &st) < 0)
+		return errno == ENOENT || errno == ESRCH ? PROBE_GONE : PROBE_ASK_AGAIN;
+	count = (unsigned long long)st.st_size;
+	if (count > max_fds)
+		return PROBE_YES;
+	while (res == PROBE_NO && !done) {
+		ssize_t n = getdents64(pp->dir, buf, sizeof(buf));
+
+		if (n < 0) {
+			res = errno == ENOENT || errno == ESRCH ? PROBE_GONE : PROBE_ASK_AGAIN;
+			break;
+		}
+		if (n == 0)
+			break;
+		for (ssize_t off = 0; off < n && res == PROBE_NO;) {
+			struct dirent64 *de = (struct dirent64 *)(buf + off);
+			struct probe_slot *sl;
+			struct fdinfo fi;
+			char link[16];
+			int r, err;
+
+			off += de->d_reclen;
+			if (de->d_name[0] == '.')
+				continue;
+			if (++seen > max_fds) {
+				res = PROBE_YES;
+				break;
+			}
+			sl = probe_slot(pp, cap, atoi(de->d_name), de->d_name, &err);
+			if (sl)
+				r = pread_fdinfo(sl->fd, &fi);
+			else if (err == -ENOSPC)
+				r = read_fdinfo(pp->dir, de->d_name, &fi);
+			else
+				r = err;
+			if (r == 0)
+				continue; /* closed meanwhile */
+			if (r < 0 || !fi.has_ino) {
+				/* No descriptors left, or a kernel before 5.14:
+				 * the full scan decides. */
+				res = PROBE_ASK_AGAIN;
+				break;
+			}
+			if (fi.ino != (unsigned long long)ino)
+				continue;
+			if (readlinkat(pp->dir, de->d_name, link, sizeof(link)) > 0 &&
+			    link[0] != '/')
+				continue;
+			r = fdinfo_on(tgid, &mounts, &fi, dev, ino);
+			res = r < 0 ? PROBE_GONE : r > 0 ? PROBE_YES : PROBE_NO;
+		}
+		if (count > 0 && seen >= count)
+			done = true;
+	}
+	free(mounts.v);
+	return res;
+}
+
+bool procscan_probe_has_fd_on(struct procscan_probes *p, pid_t tgid, dev_t dev, ino_t ino,
+			      unsigned max_fds)
+{
+	struct probe_proc *pp = p && p->cap ? probe_take(p, tgid) : NULL;
+	enum probe_result res;
+
+	if (!pp)
+		return procscan_has_fd_on(tgid, dev, ino, max_fds);
+	res = probe_scan(pp, p->cap, tgid, dev, ino, max_fds);
+	probe_give_back(p, pp, res == PROBE_GONE || res == PROBE_ASK_AGAIN);
+	if (res == PROBE_ASK_AGAIN)
+		return procscan_has_fd_on(tgid, dev, ino, max_fds);
+	return res == PROBE_YES;
 }
 
 /* ---- mappings -------------------------------------------------------------- */

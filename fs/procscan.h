@@ -10,7 +10,8 @@
  *
  * Nothing here touches the files or the mounts themselves, only /proc, so
  * the daemon may call it from a request thread without ever waiting on its
- * own mount. No FUSE in here, no state: every function is thread-safe. */
+ * own mount. No FUSE in here, and no state but the probes below (their
+ * own mutex): every function is thread-safe. */
 #ifndef LOCKFS_PROCSCAN_H
 #define LOCKFS_PROCSCAN_H
 
@@ -22,6 +23,28 @@
  * table (or mount table, when needed) cannot be read, counts as holding; a
  * process that is gone holds nothing. */
 bool procscan_has_fd_on(pid_t tgid, dev_t dev, ino_t ino, unsigned max_fds);
+
+/* The same question, answered with descriptors kept open between calls:
+ * /proc/PID/fd and each descriptor's /proc/PID/fdinfo/N of the last few
+ * processes asked about twice. fdinfo names whatever descriptor N is at
+ * the time of each read, and fails once the process is gone, so a kept one
+ * is read again with one pread() instead of the readlinkat(), openat(),
+ * read() and close() of procscan_has_fd_on, which a process that closes
+ * file after file (tar, cp, rsync) pays at every close. The answers are
+ * the same; whatever the kept descriptors cannot answer (a kernel without
+ * "ino:" in fdinfo, no descriptors left, a probe in use by another
+ * thread, a process seen once) goes to procscan_has_fd_on.
+ *
+ * The probes' state, one mutex of their own (held only to take and give
+ * back a process's record, never during a system call). At most
+ * max_probe_fds descriptors in all; fewer than 16 turns the keeping off. */
+struct procscan_probes;
+
+int procscan_probes_new(struct procscan_probes **out, unsigned max_probe_fds);
+void procscan_probes_free(struct procscan_probes *p);
+/* p may be NULL: then procscan_has_fd_on itself. */
+bool procscan_probe_has_fd_on(struct procscan_probes *p, pid_t tgid, dev_t dev, ino_t ino,
+			      unsigned max_fds);
 
 /* Whether process tgid maps (dev, ino) shared and writable, so that its
  * writes may go on with no descriptor left. False when its maps cannot be

@@ -74,6 +74,10 @@ struct passthrough {
 	 * 0 when unknown (a MOUNTPOINT given as /dev/fd/N): descriptors are
 	 * then matched by inode number alone, which errs on holding. */
 	dev_t mnt_dev;
+	/* What FLUSH reads of closing processes, kept open (procscan.h); its
+	 * own mutex. NULL when it could not be made: FLUSH then reads /proc
+	 * afresh. */
+	struct procscan_probes *probes;
 
 	/* The daemon's identity, to go back to after acting as a caller.
 	 * Read-only after passthrough_new(). */

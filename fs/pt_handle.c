@@ -108,7 +108,8 @@ void pt_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	(void)ino;
 	if (__atomic_load_n(&h->locked, __ATOMIC_ACQUIRE) &&
 	    same_process(h, fuse_req_ctx(req)->pid) &&
-	    !procscan_has_fd_on(h->tgid, pt->mnt_dev, h->inode->ino, FD_SCAN_MAX) &&
+	    !procscan_probe_has_fd_on(pt->probes, h->tgid, pt->mnt_dev, h->inode->ino,
+				      FD_SCAN_MAX) &&
 	    !(h->rdwr && procscan_mapped_writable(h->tgid, pt->mnt_dev, h->inode->ino)) &&
 	    __atomic_exchange_n(&h->locked, false, __ATOMIC_ACQ_REL)) {
 		log_debug("flush: %s lock on %016" PRIx64 " released by its process",

@@ -356,6 +356,74 @@ static void test_has_fd_child(void **state)
 	assert_false(procscan_mapped_writable(pid, 0, ino));
 }
 
+/* The kept probes give the answers of the full scan, call after call, while
+ * the process opens, closes and reuses descriptor numbers, and forget a
+ * process that is gone. */
+static void test_probes_follow_changes(void **state)
+{
+	struct fixture *f = *state;
+	struct procscan_probes *p;
+	dev_t dev = f->st.st_dev;
+	ino_t ino = f->st.st_ino;
+	char other[128];
+	int a, b, o, ctl, status, fd;
+	pid_t pid;
+
+	require_consistent_dev(f);
+	snprintf(other, sizeof(other), "%s/other", f->dir);
+	o = open(other, O_CREAT | O_RDWR | O_CLOEXEC, 0644);
+	assert_true(o >= 0);
+	assert_int_equal(procscan_probes_new(&p, 64), 0);
+	/* The first call of a process reads /proc afresh, later ones keep. */
+	for (int round = 0; round < 3; round++) {
+		assert_false(procscan_probe_has_fd_on(p, getpid(), dev, ino, MAX_FDS));
+		a = open(f->file, O_RDONLY | O_CLOEXEC);
+		assert_true(a >= 0);
+		assert_true(procscan_probe_has_fd_on(p, getpid(), dev, ino, MAX_FDS));
+		assert_false(procscan_probe_has_fd_on(p, getpid(), other_dev(dev), ino, MAX_FDS));
+		assert_false(procscan_probe_has_fd_on(p, getpid(), dev, ino + 1000003, MAX_FDS));
+		/* The same number now names another file: a kept probe
+		 * reads what the number is now, not what it was. */
+		assert_int_equal(dup3(o, a, O_CLOEXEC), a);
+		assert_false(procscan_probe_has_fd_on(p, getpid(), dev, ino, MAX_FDS));
+		b = open(f->file, O_RDONLY | O_CLOEXEC);
+		assert_true(b >= 0);
+		assert_int_equal(dup3(b, a, O_CLOEXEC), a);
+		close(b);
+		assert_true(procscan_probe_has_fd_on(p, getpid(), dev, ino, MAX_FDS));
+		close(a);
+		assert_false(procscan_probe_has_fd_on(p, getpid(), dev, ino, MAX_FDS));
+	}
+
+	/* A child asked about twice gets probes; once it is gone (zombie,
+	 * then reaped) it holds nothing, and its record is dropped. */
+	fd = open(f->file, O_RDWR);     /* inherited by the child */
+	assert_true(fd >= 0);
+	pid = child_holding(&ctl);
+	close(fd);
+	assert_true(procscan_probe_has_fd_on(p, pid, dev, ino, MAX_FDS));
+	assert_true(procscan_probe_has_fd_on(p, pid, dev, ino, MAX_FDS));
+	assert_false(procscan_probe_has_fd_on(p, pid, other_dev(dev), ino, MAX_FDS));
+	close(ctl);
+	{
+		siginfo_t si;
+
+		memset(&si, 0, sizeof(si));
+		assert_int_equal(waitid(P_PID, (id_t)pid, &si, WEXITED | WNOWAIT), 0);
+	}
+	assert_false(procscan_probe_has_fd_on(p, pid, dev, ino, MAX_FDS));
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_false(procscan_probe_has_fd_on(p, pid, dev, ino, MAX_FDS));
+	/* A budget too small keeps nothing and still answers. */
+	procscan_probes_free(p);
+	assert_int_equal(procscan_probes_new(&p, 4), 0);
+	assert_false(procscan_probe_has_fd_on(p, getpid(), dev, ino, MAX_FDS));
+	procscan_probes_free(p);
+	assert_false(procscan_probe_has_fd_on(NULL, getpid(), dev, ino, MAX_FDS));
+	close(o);
+	unlink(other);
+}
+
 /* ---- in a private mount namespace -------------------------------------------- */
 
 #define CHILD_SKIP 77
@@ -674,6 +742,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_has_fd_other_kinds, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_has_fd_max, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_has_fd_child, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_probes_follow_changes, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_has_fd_bind_mount, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_mount_dev_fuse, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_mapped_writable, setup, teardown),
