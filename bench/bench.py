@@ -18,6 +18,7 @@ import re
 import resource
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -28,10 +29,11 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 PY = "/usr/bin/python3"
 LEASE_S = 0.25          # lockfs's default lease; see settle()
+ZK_JAR = "/usr/share/java/zookeeper.jar"    # Debian's zookeeper package
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 WORKLOADS = ["counter", "handoff", "meta", "fio", "grep", "readers", "hold", "waiters",
-             "lease", "requests", "tree", "inodes1m", "profile"]
+             "lease", "requests", "tree", "cluster", "inodes1m", "profile"]
 # Run only when named in --only: they take minutes and a million files.
 OPT_IN = ["inodes1m"]
 TARGETS = ["plain", "pll", "lockfs-none", "lockfs"]
@@ -219,16 +221,20 @@ class Bench:
 
     # ---- 1. counter ------------------------------------------------------
 
-    def counter_once(self, variant, dirpath, srcpath, n, iters, daemon=None):
+    def counter_once(self, variant, dirpath, srcpath, n, iters, daemon=None, dirs=None):
+        """n workers of iters increments on dirpath/c, all started at
+        once; dirs, if given, names each worker's directory instead (the
+        same file through several mounts)."""
         with open(os.path.join(srcpath, "c"), "w") as f:
             f.write("0")
         self.settle()
         r, w = os.pipe()
-        argv = [PY, os.path.join(HERE, "counter.py"), variant, os.path.join(dirpath, "c"), str(iters)]
-        self.note_cmd(f"counter {variant}", argv)
-        procs = [subprocess.Popen(argv, stdin=r, stdout=subprocess.PIPE,
-                                  stderr=subprocess.PIPE, text=True, cwd=self.work)
-                 for _ in range(n)]
+        procs = []
+        for d in dirs or [dirpath] * n:
+            argv = [PY, os.path.join(HERE, "counter.py"), variant, os.path.join(d, "c"), str(iters)]
+            self.note_cmd(f"counter {variant}", argv)
+            procs.append(subprocess.Popen(argv, stdin=r, stdout=subprocess.PIPE,
+                                          stderr=subprocess.PIPE, text=True, cwd=self.work))
         os.close(r)
         for p in procs:
             line = p.stdout.readline()
@@ -1177,6 +1183,132 @@ class Bench:
 
     # ---- a million inodes known to the kernel ----------------------------
 
+    # ---- cluster mode -------------------------------------------------------
+
+    def zk_start(self):
+        """A private standalone ZooKeeper on a free loopback port, its data
+        in the scratch directory (so bench/run's cleanup knows its pid),
+        every four-letter word allowed so that `srvr` can count the packets
+        it received. tickTime 2000, the server's default."""
+        if not os.path.exists(ZK_JAR) or shutil.which("java") is None:
+            raise RuntimeError("no ZooKeeper server or java (Debian packages zookeeper, "
+                               "default-jre-headless)")
+        s = socket.socket()
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+        s.close()
+        data = os.path.join(self.work, "zk-data")
+        argv = ["java", "-Xmx256m", "-cp", ZK_JAR, "-Dzookeeper.admin.enableServer=false",
+                "-Dzookeeper.4lw.commands.whitelist=*",
+                "org.apache.zookeeper.server.ZooKeeperServerMain", str(port), data, "2000"]
+        self.note_cmd("zookeeper", argv)
+        logf = open(os.path.join(self.logdir, "zookeeper.log"), "w")
+        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=logf,
+                                stderr=subprocess.STDOUT, cwd="/")
+        logf.close()
+        self.register("pids", proc.pid)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if "Mode:" in zk_word(port, "srvr"):
+                    return proc, port
+            except OSError:
+                pass
+            if proc.poll() is not None:
+                break
+            time.sleep(0.1)
+        zk_stop(proc)
+        raise RuntimeError(f"ZooKeeper did not start on port {port}")
+
+    def zk_idle_rate(self, port, secs):
+        """Packets a second the server receives while nobody uses the
+        mounts: the sessions' pings and the daemons' liveness reads, which
+        the counts below subtract."""
+        r0, t0 = zk_received(port), time.monotonic()
+        time.sleep(secs)
+        return (zk_received(port) - r0) / (time.monotonic() - t0)
+
+    def zk_counted(self, port, idle, fn):
+        """Runs fn(); returns its result and the packets the server
+        received meanwhile beyond the idle rate."""
+        r0, t0 = zk_received(port), time.monotonic()
+        out = fn()
+        return out, zk_received(port) - r0 - idle * (time.monotonic() - t0)
+
+    def bench_cluster(self):
+        """Cluster mode on one machine: two lockfs mounts of one source
+        directory in one cluster stand for two hosts. (a) the counter on
+        one mount, the other idle, against the same counter on a lockfs
+        mount without the cluster; (b) the counter split over both mounts,
+        and how many ZooKeeper requests each increment costs, counted by
+        the server; (c) the handoff of a file between the two mounts next
+        to one ZooKeeper write (create and delete of a persistent znode)
+        on the same server."""
+        n = 4
+        total = 800 if self.quick else 2000
+        iters = total // n
+        handoffs = 200 if self.quick else 500
+        pairs = 200 if self.quick else 500
+        zk, port = self.zk_start()
+        solo_src = os.path.join(self.work, "cluster-solo-src")
+        clu_src = os.path.join(self.work, "cluster-src")
+        mounted = []
+        res = {"solo": [], "one": [], "split": [], "handoff": [], "zkwrite": []}
+        try:
+            for d in (solo_src, clu_src):
+                shutil.rmtree(d, ignore_errors=True)
+            solo = self.mount("lockfs", solo_src, os.path.join(self.work, "cluster-solo-mnt"))
+            mounted.append(solo)
+            opt = ["-o", f"cluster=127.0.0.1:{port}/bench"]
+            a = self.mount("lockfs", clu_src, os.path.join(self.work, "cluster-a-mnt"), extra=opt)
+            mounted.append(a)
+            b = self.mount("lockfs", clu_src, os.path.join(self.work, "cluster-b-mnt"), extra=opt)
+            mounted.append(b)
+            idle = self.zk_idle_rate(port, 2.0 if self.quick else 5.0)
+            self.log(f"cluster: ZooKeeper on port {port}, idle rate {idle:.1f} packets/s")
+            zkw = os.path.join(self.bin, "zkwrite")
+            hof = os.path.join(self.bin, "handoff")
+            for rep in range(self.runs):
+                for v in rotated(("solo", "one", "split"), rep):
+                    if v == "solo":
+                        r = self.counter_once("bare", solo.mnt, solo_src, n, iters, solo)
+                    else:
+                        dirs = [a.mnt] * n if v == "one" else [a.mnt, b.mnt] * (n // 2)
+                        r, pk = self.zk_counted(port, idle, lambda: self.counter_once(
+                            "bare", a.mnt, clu_src, n, iters, a, dirs=dirs))
+                        r["zk_packets"] = pk
+                        r["zk_per_increment"] = pk / r["done"] if r["done"] else None
+                    if r["final"] != r["done"]:
+                        raise RuntimeError(f"cluster counter {v}: ended at {r['final']} "
+                                           f"of {r['done']}")
+                    res[v].append(r)
+                self.settle()
+                argv = [hof, "-n", str(handoffs), "open", os.path.join(a.mnt, "handoff.dat"),
+                        os.path.join(b.mnt, "handoff.dat")]
+                self.note_cmd("handoff across two cluster mounts", argv)
+                h, pk = self.zk_counted(port, idle, lambda: kv(run_out(argv, timeout=600)))
+                h["zk_packets"] = pk
+                res["handoff"].append(h)
+                argv = [zkw, "-n", str(pairs), f"127.0.0.1:{port}", f"/bench-zkwrite-{rep}"]
+                self.note_cmd("zkwrite", argv)
+                z = kv(run_out(argv))
+                res["zkwrite"].append(z)
+                self.log(f"cluster rep {rep + 1}: counter {res['solo'][-1]['rate']:.0f}/s "
+                         f"without, {res['one'][-1]['rate']:.0f}/s one cluster mount "
+                         f"({res['one'][-1]['zk_per_increment']:.3f} ZooKeeper packets per "
+                         f"increment), {res['split'][-1]['rate']:.0f}/s split "
+                         f"({res['split'][-1]['zk_per_increment']:.2f}); handoff p50 "
+                         f"{h['p50'] / 1e6:.2f} ms ({h['handoffs']} handoffs, {h['again']} "
+                         f"re-acquired), ZooKeeper create+delete p50 {z['pair_p50'] / 1e6:.2f} ms")
+        finally:
+            for d in reversed(mounted):
+                self.unmount(d)
+            zk_stop(zk)
+            for d in (solo_src, clu_src):
+                shutil.rmtree(d, ignore_errors=True)
+        self.section("cluster", {"n": n, "total": total, "handoffs_per_run": handoffs,
+                                 "zk_pairs": pairs, "zk_idle_rate": idle, "runs": res})
+
     def bench_inodes1m(self):
         """Daemon memory and descriptors once the kernel knows every inode
         of a big tree (find stats every entry), against the same daemon
@@ -1468,6 +1600,36 @@ def rotated(seq, k):
 def parse_size(s):
     mult = {"K": 2**10, "M": 2**20, "G": 2**30}
     return int(s[:-1]) * mult[s[-1]] if s[-1] in mult else int(s)
+
+
+def zk_word(port, word):
+    """A ZooKeeper four-letter word's answer."""
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+        s.sendall(word.encode())
+        data = b""
+        while True:
+            chunk = s.recv(4096)
+            if not chunk:
+                return data.decode(errors="replace")
+            data += chunk
+
+
+def zk_received(port):
+    """Packets the server received so far (`srvr`'s Received: line)."""
+    for line in zk_word(port, "srvr").splitlines():
+        if line.startswith("Received:"):
+            return int(line.split(":")[1])
+    raise RuntimeError("no Received: line in srvr's answer")
+
+
+def zk_stop(proc):
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
 
 def fuse_inode_slab():

@@ -1,6 +1,10 @@
 /* Lock handoff latency: two processes pass one file back and forth.
  *
- *   handoff [-n HANDOFFS] [-m MAX_ACQUISITIONS] open|flock FILE
+ *   handoff [-n HANDOFFS] [-m MAX_ACQUISITIONS] open|flock FILE [FILE2]
+ *
+ * With FILE2 the second process opens the file by that path instead: the
+ * same file through another mount (two lockfs mounts of one directory in
+ * one cluster stand for two hosts).
  *
  * Each process loops: open FILE O_RDWR (mode "flock": then flock LOCK_EX),
  * read the token the previous holder left, write its own token, close. In
@@ -147,7 +151,7 @@ static uint64_t pct(const uint64_t *v, long n, double p)
 
 static void usage(void)
 {
-	fprintf(stderr, "usage: handoff [-n HANDOFFS] [-m MAX_ACQUISITIONS] open|flock FILE\n");
+	fprintf(stderr, "usage: handoff [-n HANDOFFS] [-m MAX_ACQUISITIONS] open|flock FILE [FILE2]\n");
 	exit(1);
 }
 
@@ -168,7 +172,7 @@ int main(int argc, char **argv)
 		else
 			usage();
 	}
-	if (argc - optind != 2 || want <= 0)
+	if (argc - optind < 2 || argc - optind > 3 || want <= 0)
 		usage();
 	if (strcmp(argv[optind], "open") == 0)
 		use_flock = 0;
@@ -203,7 +207,9 @@ int main(int argc, char **argv)
 			return 1;
 		}
 		if (pids[i] == 0) {
-			int r = play(sh, i, argv[optind + 1], use_flock, want, max_acq, cap);
+			const char *path = i == 1 && argc - optind == 3 ? argv[optind + 2]
+								      : argv[optind + 1];
+			int r = play(sh, i, path, use_flock, want, max_acq, cap);
 
 			if (r)
 				atomic_store(&sh->failed, 1);

@@ -138,6 +138,15 @@ def evaluate_targets(res):
     readers_targets(res, add)
     tree_targets(res, add)
 
+    cl = res.get("cluster")
+    metric = ("counter (4 processes) on one mount of a cluster, the other mount idle, vs a "
+              "lockfs mount without the cluster (rate)")
+    if cl:
+        m = mmm(cluster_local_ratios(cl))
+        add("cluster_local", metric, "≥ 0.8×", fmt_ratio(m), m[0] >= 0.8 if m else None)
+    else:
+        add("cluster_local", metric, "≥ 0.8×", "not measured", None)
+
     ho = res.get("hold")
     if ho and ho["runs"]["lockfs"]:
         held = mmm([r["rss_kb_opened"] / 1024 for r in ho["runs"]["lockfs"]])
@@ -255,6 +264,10 @@ def project_rss(r, n):
     cost per file."""
     per_file = (r["rss_kb_opened"] - r["rss_kb_ready"]) / r["count"]
     return r["rss_kb_ready"] + per_file * n
+
+
+def cluster_local_ratios(cl):
+    return ratios([r["rate"] for r in cl["runs"]["one"]], [r["rate"] for r in cl["runs"]["solo"]])
 
 
 # ---- sections --------------------------------------------------------------
@@ -1019,6 +1032,64 @@ def requests_section(doc):
     doc.table(["operation", "passthrough_ll", "lockfs, policy none", "lockfs (default)"], rows)
 
 
+def cluster_section(doc):
+    cl = doc.res.get("cluster")
+    if not cl:
+        return
+    runs = cl["runs"]
+    ms = lambda xs: fmt_mmm(mmm([x / 1e6 for x in xs]))      # noqa: E731
+    doc.p("## Cluster mode (two mounts, one ZooKeeper)")
+    doc.p()
+    doc.p("Two lockfs mounts of one source directory with `-o cluster=127.0.0.1:PORT/bench` stand "
+          "for two hosts, each daemon with its own ZooKeeper session; the server is a private "
+          "standalone ZooKeeper (tickTime 2000, its data on the same disk as the files) that "
+          "`bench/bench.py` starts with every four-letter word allowed. ZooKeeper packets are "
+          "counted by the server (`srvr`'s *Received*, read before and after) minus its idle rate "
+          f"with both mounts up ({cl['zk_idle_rate']:.1f} packets/s: the sessions' pings and the "
+          "daemons' liveness reads), so they are the requests the workload caused. The counter is "
+          f"{cl['n']} processes × {cl['total'] // cl['n']} increments of `bench/counter.py bare`; "
+          "each row's runs are interleaved with the others'.")
+    doc.p()
+    rows = []
+    for key, name in (("solo", "one lockfs mount, no cluster"),
+                      ("one", "one mount of the cluster, the other mount idle"),
+                      ("split", f"split: {cl['n'] // 2} processes on each of the two mounts")):
+        rs = runs[key]
+        vs = (fmt_ratio(mmm(ratios([r["rate"] for r in rs], [r["rate"] for r in runs["solo"]])))
+              if key != "solo" else "1")
+        per = (fmt_mmm(mmm([r["zk_per_increment"] for r in rs])) if key != "solo" else "0")
+        exact = all(r["final"] == r["done"] for r in rs)
+        rows.append((name, fmt_mmm(mmm([r["rate"] for r in rs])), vs, per,
+                     "yes" if exact else "**no**"))
+    doc.table(["counter", "increments/s", "vs no cluster", "ZooKeeper requests per increment",
+               "exact"], rows)
+    h, z = runs["handoff"], runs["zkwrite"]
+    doc.p(f"Handoff across the two mounts: `bench/handoff.c` with one process on each mount "
+          f"passing one file back and forth ({cl['handoffs_per_run']} handoffs per run), timed from "
+          "the holder's `close()` to the waiter's `open()` returning, counted only when the waiter "
+          f"was already waiting. Next to it, one ZooKeeper write on the same server: "
+          f"`bench/zkwrite.c` creates and deletes a persistent znode {cl['zk_pairs']} times "
+          "(synchronous calls of libzookeeper-mt, one session).")
+    doc.p()
+    doc.table(["what", "p50 ms", "p90 ms", "p99 ms"], [
+        ("handoff between the two mounts", ms([r["p50"] for r in h]), ms([r["p90"] for r in h]),
+         ms([r["p99"] for r in h])),
+        ("ZooKeeper create + delete of a znode", ms([r["pair_p50"] for r in z]),
+         ms([r["pair_p90"] for r in z]), ms([r["pair_p99"] for r in z])),
+        ("ZooKeeper create alone", ms([r["create_p50"] for r in z]), "", ""),
+    ])
+    again = mmm([r["again"] / (r["handoffs"] + r["again"]) * 100 for r in h])
+    # Acquisitions that moved the file to the other mount: the timed
+    # handoffs and the ones whose waiter arrived late.
+    pk = mmm([r["zk_packets"] / (r["handoffs"] + r["late"]) for r in h])
+    doc.p(f"Handoff p50 over one ZooKeeper create + delete: "
+          f"{fmt_ratio(mmm(ratios([r['p50'] for r in h], [r['pair_p50'] for r in z])))}. "
+          f"Acquisitions in which the releasing process got the file straight back (the host keeps "
+          f"the lock for a local waiter until the other host's request arrives): {fmt_mmm(again, ' %')}; "
+          f"ZooKeeper requests per move of the file from one mount to the other: {fmt_mmm(pk)}.")
+    doc.p()
+
+
 def misses_section(doc):
     targets = evaluate_targets(doc.res)
     missed = [t for t in targets if t["met"] is False]
@@ -1149,6 +1220,7 @@ def write(res, out, notes_path):
     readers_section(doc)
     tree_section(doc)
     inodes_section(doc)
+    cluster_section(doc)
     requests_section(doc)
     misses_section(doc)
     reproduce_section(doc)
