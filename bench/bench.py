@@ -1606,12 +1606,9 @@ def zk_word(port, word):
     """A ZooKeeper four-letter word's answer."""
     with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
         s.sendall(word.encode())
-        data = b""
-        while True:
-            chunk = s.recv(4096)
-            if not chunk:
-                return data.decode(errors="replace")
-            data += chunk
+        # The server answers, then closes the connection.
+        with s.makefile("rb") as f:
+            return f.read().decode(errors="replace")
 
 
 def zk_received(port):

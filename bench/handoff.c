@@ -39,6 +39,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "timing.h"
+
 #define TOKEN_LEN 8
 
 /* Shared by the two players through a MAP_SHARED mapping; each field is
@@ -57,21 +59,6 @@ struct shared {
 	long late[2];
 	uint64_t samples[];             /* [2][cap] */
 };
-
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
-static int cmp_u64(const void *a, const void *b)
-{
-	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-
-	return x < y ? -1 : x > y;
-}
 
 static int play(struct shared *sh, int me, const char *path, int use_flock,
 		long want, long max_acq, long cap)
@@ -140,13 +127,6 @@ static int play(struct shared *sh, int me, const char *path, int use_flock,
 			return -1;
 		}
 	}
-}
-
-static uint64_t pct(const uint64_t *v, long n, double p)
-{
-	long i = (long)(p * (double)(n - 1) + 0.5);
-
-	return v[i < 0 ? 0 : i >= n ? n - 1 : i];
 }
 
 static void usage(void)

@@ -18,34 +18,18 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 /* The synchronous calls are declared only for the threaded client. */
 #define THREADED
 #include <zookeeper/zookeeper.h>
 
-static uint64_t now_ns(void)
+#include "timing.h"
+
+/* The p-th quantile of v, sorting it first. */
+static uint64_t quantile(uint64_t *v, long n, double p)
 {
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
-static int cmp_u64(const void *a, const void *b)
-{
-	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-
-	return x < y ? -1 : x > y;
-}
-
-/* The p-th quantile of v (sorted in place). */
-static uint64_t pct(uint64_t *v, long n, double p)
-{
-	long i = (long)(p * (double)(n - 1) + 0.5);
-
 	qsort(v, (size_t)n, sizeof(*v), cmp_u64);
-	return v[i < 0 ? 0 : i >= n ? n - 1 : i];
+	return pct(v, n, p);
 }
 
 static void usage(void)
@@ -110,8 +94,8 @@ int main(int argc, char **argv)
 	zookeeper_close(zh);
 	printf("pairs=%ld create_p50=%" PRIu64 " delete_p50=%" PRIu64 " pair_p50=%" PRIu64
 	       " pair_p90=%" PRIu64 " pair_p99=%" PRIu64 " pair_max=%" PRIu64 "\n",
-	       n, pct(create, n, 0.5), pct(del, n, 0.5), pct(pair, n, 0.5), pct(pair, n, 0.9),
-	       pct(pair, n, 0.99), pct(pair, n, 1.0));
+	       n, quantile(create, n, 0.5), quantile(del, n, 0.5), quantile(pair, n, 0.5),
+	       quantile(pair, n, 0.9), quantile(pair, n, 0.99), quantile(pair, n, 1.0));
 	free(create);
 	free(del);
 	free(pair);
