@@ -74,8 +74,11 @@ def main():
             counts["theirs"] += 1
         seen = rnd
         if rnd % 2 == role and rnd < last:
+            data = contents(rnd + 1)
             with open(path, "wb") as f:
-                f.write(contents(rnd + 1))
+                # In pieces, as programs write big files: 16 write calls.
+                for i in range(0, SIZE, SIZE // 16):
+                    f.write(data[i:i + SIZE // 16])
             written = rnd + 1
             counts["written"] += 1
             if written == last:
