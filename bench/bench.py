@@ -112,7 +112,8 @@ class Bench:
         else:
             raise ValueError(kind)
         argv += list(extra)
-        self.note_cmd(f"mount {kind}{' (debug)' if debug else ''}", argv)
+        cluster = " (cluster)" if any("cluster=" in str(a) for a in extra) else ""
+        self.note_cmd(f"mount {kind}{' (debug)' if debug else ''}{cluster}", argv)
         logpath = os.path.join(self.logdir, f"{os.path.basename(mnt)}.{len(self.daemons)}.log")
         logf = open(logpath, "w")
         proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=logf,
