@@ -50,6 +50,7 @@ class Bench:
         self.runs = 3 if args.quick else 5
         self.daemons = []
         self.commands = {}
+        self.zk_port = None         # the cluster workload's ZooKeeper, while it runs
         self.results_path = args.results
         self.results = {}
         if args.merge and os.path.exists(self.results_path):
@@ -70,6 +71,8 @@ class Bench:
         text = " ".join(str(a) for a in argv)
         text = text.replace(self.work, "$WORK").replace(self.bin, "bench/out")
         text = text.replace(ROOT + "/", "")
+        if self.zk_port:
+            text = text.replace(f"127.0.0.1:{self.zk_port}", "127.0.0.1:$ZKPORT")
         self.commands.setdefault(key, text)
 
     def log(self, msg):
@@ -1202,7 +1205,7 @@ class Bench:
         argv = ["java", "-Xmx256m", "-cp", ZK_JAR, "-Dzookeeper.admin.enableServer=false",
                 "-Dzookeeper.4lw.commands.whitelist=*",
                 "org.apache.zookeeper.server.ZooKeeperServerMain", str(port), data, "2000"]
-        self.note_cmd("zookeeper", argv)
+        self.note_cmd("zookeeper", argv[:-3] + ["$ZKPORT"] + argv[-2:])
         logf = open(os.path.join(self.logdir, "zookeeper.log"), "w")
         proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=logf,
                                 stderr=subprocess.STDOUT, cwd="/")
@@ -1251,6 +1254,7 @@ class Bench:
         handoffs = 200 if self.quick else 500
         pairs = 200 if self.quick else 500
         zk, port = self.zk_start()
+        self.zk_port = port
         solo_src = os.path.join(self.work, "cluster-solo-src")
         clu_src = os.path.join(self.work, "cluster-src")
         mounted = []
@@ -1305,6 +1309,7 @@ class Bench:
             for d in reversed(mounted):
                 self.unmount(d)
             zk_stop(zk)
+            self.zk_port = None
             for d in (solo_src, clu_src):
                 shutil.rmtree(d, ignore_errors=True)
         self.section("cluster", {"n": n, "total": total, "handoffs_per_run": handoffs,
