@@ -707,10 +707,12 @@ def daemon_usage(pid):
     """What a daemon holds now: {"rss_kib": VmRSS, "fds": count, "kinds":
     {kind: count}}, the descriptors sorted by kind: "pidfd", "path" (O_PATH,
     the inode table), "file" (open handles on the source), "pipe" (libfuse
-    keeps one pipe per request thread for spliced replies), "other"."""
+    keeps one pipe per request thread for spliced replies), "proc" (the
+    /proc files FLUSH's check keeps for the last programs that closed
+    files), "other"."""
     with open("/proc/%d/status" % pid) as f:
         rss = int(re.search(r"^VmRSS:\s+(\d+) kB", f.read(), re.M).group(1))
-    kinds = {"pidfd": 0, "path": 0, "file": 0, "pipe": 0, "other": 0}
+    kinds = {"pidfd": 0, "path": 0, "file": 0, "pipe": 0, "proc": 0, "other": 0}
     fddir = "/proc/%d/fd" % pid
     for name in os.listdir(fddir):
         try:
@@ -725,6 +727,8 @@ def daemon_usage(pid):
             kinds["pipe"] += 1
         elif flags & 0o10000000:  # O_PATH
             kinds["path"] += 1
+        elif target.startswith("/proc/"):
+            kinds["proc"] += 1
         elif target.startswith("/") and not target.startswith(("/dev/", "/proc/")):
             kinds["file"] += 1
         else:
