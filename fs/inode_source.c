@@ -7,6 +7,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <sched.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -69,6 +70,21 @@ int inode_fd_get(struct inode_table *t, struct inode *in)
 	fd = fh_open(mfd, in->handle_type, in->handle, in->handle_len);
 	if (fd < 0 && inode_make_room(t, errno))
 		fd = fh_open(mfd, in->handle_type, in->handle, in->handle_len);
+	/* ENOMEM here is, in practice, a file being created under the inode
+	 * number of ours, which is gone: the kernel's inode cache answers
+	 * "being created" as no inode at all, which ext4 reports as ENOMEM.
+	 * A moment later the number names the new file (ESTALE by its
+	 * generation). Tried again a few times, then answered as ESTALE
+	 * without marking the entry: the caller looks the name up again. */
+	for (int i = 0; fd < 0 && errno == ENOMEM && i < 3; i++) {
+		sched_yield();
+		fd = fh_open(mfd, in->handle_type, in->handle, in->handle_len);
+	}
+	if (fd < 0 && errno == ENOMEM) {
+		log_debug("inode %llu: its number is being reused, answered as stale",
+			  (unsigned long long)in->nodeid);
+		return -ESTALE;
+	}
 	if (fd < 0) {
 		err = errno;
 		if (err != ESTALE) {
