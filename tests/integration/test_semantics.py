@@ -66,6 +66,34 @@ def note(text):
     print("\n  " + text, file=sys.stderr, end="")
 
 
+class BusyWatch:
+    """Whether the machine was busy in the daemon's sense (more runnable
+    tasks than CPUs, which lets a lease stretch) at some moment of a with
+    block: /proc/stat's procs_running, sampled every 20 ms. It counts the
+    sampler itself, as the daemon's own check counts the daemon."""
+
+    def __enter__(self):
+        self.seen = False
+        self._stop = threading.Event()
+        self._t = threading.Thread(target=self._sample, daemon=True)
+        self._t.start()
+        return self
+
+    def _sample(self):
+        cpus = os.cpu_count() or 1
+        while not self._stop.is_set():
+            with open("/proc/stat") as f:
+                for line in f:
+                    if line.startswith("procs_running "):
+                        if int(line.split()[1]) > cpus:
+                            self.seen = True
+            self._stop.wait(0.02)
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._t.join()
+
+
 def timed_run(cmd, cwd, timeout=30, **kw):
     """harness.run(), also returning how long it took."""
     t0 = time.monotonic()
@@ -251,11 +279,16 @@ class ReaderTests(SemanticsCase):
             try:
                 time.sleep(0.5)
                 for i in range(3):
-                    r, secs = timed_run(sh("echo '{\"start\": %d}' > config.json" % i), m.mnt,
-                                        timeout=30)
-                    note("writer %d beside a reading loop: %.3f s (lease 250 ms)" % (i, secs))
+                    with BusyWatch() as busy:
+                        r, secs = timed_run(sh("echo '{\"start\": %d}' > config.json" % i),
+                                            m.mnt, timeout=30)
+                    note("writer %d beside a reading loop: %.3f s (lease 250 ms; machine busy: %s)"
+                         % (i, secs, busy.seen))
                     self.assertEqual(r.returncode, 0, r.stderr)
-                    self.assertLess(secs, 0.25 + QUICK, "the reading loop held the writer off")
+                    # One lease; on a busy machine the active loop's lease
+                    # may be stretched, up to 20 times (docs/semantics.md).
+                    bound = (20 if busy.seen else 1) * 0.25 + QUICK
+                    self.assertLess(secs, bound, "the reading loop held the writer off")
                 if reader.poll() is not None:
                     self.fail("the reading loop died: %s" % reader.stderr.read())
             finally:
