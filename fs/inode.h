@@ -98,7 +98,7 @@
 #define INODE_NO_FD (-2)
 /* The descriptor cache's default size, and the share of RLIMIT_NOFILE it
  * may take at most (the rest is for open files, pidfds, the session). */
-#define INODE_FD_CACHE_DEFAULT 32
+#define INODE_FD_CACHE_DEFAULT 512
 #define INODE_FD_CACHE_RLIMIT_SHARE 4
 
 /* One per inode the kernel knows, so its size is most of what a file that

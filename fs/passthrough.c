@@ -104,10 +104,10 @@ int passthrough_new(struct passthrough **out, const struct lockfs_config *cfg,
 	if (rc < 0)
 		log_warn("no file handles on the source (%s): each file the kernel knows keeps a descriptor open",
 			 strerror(-rc));
-	/* Half the inode table's budget, at most 64: 16 by default, enough
-	 * for the descriptors of the two programs that closed files last when
-	 * they are small (tar, cp, a script), and the daemon's descriptors in
-	 * all stay under 64 by default. */
+	/* Half the inode table's budget, at most 64 (the default): enough for
+	 * the descriptors of the two programs that closed files last when
+	 * they are small (tar, cp, a script); with fd_cache=32 the daemon's
+	 * descriptors in all stay under 64. */
 	if (procscan_probes_new(&pt->probes, cfg->fd_cache / 2 < 64 ? cfg->fd_cache / 2 : 64) < 0)
 		pt->probes = NULL;
 	advisory_init();
