@@ -310,8 +310,8 @@ static void free_config(struct lockfs_config *cfg)
 static dev_t source_dev;
 
 /* The inode number of a lock key on the source's device: the key is st_ino
- * mixed with st_dev (inode_lock_key), and inode_lock_key maps inode number
- * d to key d (key 0 is never used). */
+ * mixed with st_dev (inode_lock_key), a bijection of st_ino on one device
+ * that maps inode number d to key d (key 0 is never used). */
 static ino_t key_ino(lt_file_t file)
 {
 	uint64_t d = inode_lock_key(source_dev, 0), ino = file ^ d;
@@ -319,11 +319,9 @@ static ino_t key_ino(lt_file_t file)
 	return ino ? (ino_t)ino : (ino_t)d;
 }
 
-/* A file's name in the cluster, from its lock key. The key is st_ino mixed
- * with st_dev (inode_lock_key), a bijection of st_ino on one device, so the
- * inode number comes back for every file on the source's own device. The
- * handle is left out: every daemon of a cluster must name files alike, and
- * the key is all the lock table has. */
+/* A file's name in the cluster, from its lock key: its inode number on the
+ * source's own device (key_ino). The handle is left out: every daemon of a
+ * cluster must name files alike, and the key is all the lock table has. */
 static int cluster_name(void *arg, lt_file_t file, char *buf, size_t size)
 {
 	return cluster_file_name(key_ino(file), NULL, 0, buf, size);
